@@ -1,0 +1,166 @@
+/* gm_conn.c - socket I/O for one connection; see gm_conn.h. */
+#include "gm_conn.h"
+#include "gm_pack.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* macOS: the socket carries SO_NOSIGPIPE instead */
+#endif
+
+gm_conn_t *gm_conn_new(void)
+{
+    gm_conn_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->fd = -1;
+    if (gm_buf_init(&c->rbuf) != GM_OK || gm_buf_init(&c->wbuf) != GM_OK) {
+        gm_conn_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void gm_conn_free(gm_conn_t *c)
+{
+    if (!c)
+        return;
+    gm_buf_free(&c->rbuf);
+    gm_buf_free(&c->wbuf);
+    free(c);
+}
+
+void gm_conn_reset(gm_conn_t *c, int fd)
+{
+    c->fd = fd;
+    c->err_no = 0;
+    c->consumed = 0;
+    gm_buf_clear(&c->rbuf);
+    gm_buf_clear(&c->wbuf);
+    gm_parser_reset(&c->parser);
+}
+
+static void drop_consumed(gm_conn_t *c)
+{
+    if (c->consumed) {
+        gm_buf_consume(&c->rbuf, c->consumed);
+        c->consumed = 0;
+    }
+}
+
+/* Total size of the binary packet at the front of the buffer, when known. */
+static size_t front_packet_size(const gm_buf_t *b)
+{
+    const unsigned char *u = (const unsigned char *)b->data + b->start;
+    unsigned long body;
+
+    if (gm_buf_len(b) < GM_HEADER_SIZE || u[0] != 0)
+        return 0;
+    body = ((unsigned long)u[8] << 24) | ((unsigned long)u[9] << 16) |
+           ((unsigned long)u[10] << 8) | (unsigned long)u[11];
+    if (body > GM_MAX_PACKET)
+        return 0; /* the decoder reports it */
+    return GM_HEADER_SIZE + (size_t)body;
+}
+
+long gm_conn_read(gm_conn_t *c)
+{
+    long total = 0;
+    size_t want, front, room;
+    ssize_t n;
+
+    drop_consumed(c);
+    for (;;) {
+        /* A large packet is read straight into a block of its final size
+         * rather than through repeated doublings. */
+        want = GM_READ_CHUNK;
+        front = front_packet_size(&c->rbuf);
+        if (front > gm_buf_len(&c->rbuf) && front - gm_buf_len(&c->rbuf) > want)
+            want = front - gm_buf_len(&c->rbuf);
+        if (gm_buf_reserve(&c->rbuf, want) != GM_OK) {
+            c->err_no = ENOMEM;
+            return GM_E_READ;
+        }
+        room = gm_buf_room(&c->rbuf);
+        n = recv(c->fd, c->rbuf.data + c->rbuf.end, room, 0);
+        if (n > 0) {
+            c->rbuf.end += (size_t)n;
+            total += n;
+            /* A short read means the socket is drained: skip the EAGAIN call. */
+            if ((size_t)n < room)
+                return total;
+            front = front_packet_size(&c->rbuf);
+            if ((size_t)total >= GM_READ_BUDGET && gm_buf_len(&c->rbuf) >= front)
+                return total;
+            continue;
+        }
+        if (n == 0)
+            return GM_E_EOF;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return total;
+        c->err_no = errno;
+        return GM_E_READ;
+    }
+}
+
+int gm_conn_next(gm_conn_t *c, int text_mode, gm_packet_t *pkt)
+{
+    size_t need;
+    long n;
+
+    drop_consumed(c);
+    n = gm_parse_next(&c->parser, c->rbuf.data + c->rbuf.start,
+                      gm_buf_len(&c->rbuf), text_mode, pkt, &need);
+    if (n <= 0)
+        return (int)n;
+    c->consumed = (size_t)n;
+    return 1;
+}
+
+long gm_conn_write(gm_conn_t *c)
+{
+    ssize_t n;
+
+    while (gm_buf_len(&c->wbuf)) {
+        n = send(c->fd, c->wbuf.data + c->wbuf.start, gm_buf_len(&c->wbuf),
+                 MSG_NOSIGNAL);
+        if (n > 0) {
+            gm_buf_consume(&c->wbuf, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        c->err_no = n < 0 ? errno : EPIPE;
+        return GM_E_WRITE;
+    }
+    return (long)gm_buf_len(&c->wbuf);
+}
+
+int gm_conn_pack4(gm_conn_t *c, unsigned cmd, unsigned nargs,
+                  const char *a0, size_t l0, const char *a1, size_t l1,
+                  const char *a2, size_t l2, const char *a3, size_t l3)
+{
+    return gm_pack4(&c->wbuf, cmd, nargs, a0, l0, a1, l1, a2, l2, a3, l3);
+}
+
+int gm_conn_pack(gm_conn_t *c, unsigned cmd, unsigned nargs,
+                 const char *const *args, const size_t *lens)
+{
+    return gm_pack(&c->wbuf, cmd, nargs, args, lens);
+}
+
+int gm_conn_append(gm_conn_t *c, const char *data, size_t len)
+{
+    return gm_buf_append(&c->wbuf, data, len);
+}
+
+size_t gm_conn_write_pending(const gm_conn_t *c) { return gm_buf_len(&c->wbuf); }
+size_t gm_conn_read_capacity(const gm_conn_t *c) { return c->rbuf.cap; }
+size_t gm_conn_write_capacity(const gm_conn_t *c) { return c->wbuf.cap; }

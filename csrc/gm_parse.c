@@ -1,0 +1,177 @@
+/* gm_parse.c - response decoder; see gm_parse.h for the contract. */
+#include "gm_parse.h"
+
+#include <string.h>
+
+/* Argument counts of the packets a server sends (PROTOCOL.md 2). Types that
+ * are missing here are never sent by a server; they are passed up whole. */
+static const unsigned char response_nargs[GM_CMD_MAX + 1] = {
+    [GM_CMD_NOOP] = 0,
+    [GM_CMD_JOB_CREATED] = 1,
+    [GM_CMD_NO_JOB] = 0,
+    [GM_CMD_JOB_ASSIGN] = 3,
+    [GM_CMD_WORK_STATUS] = 3,
+    [GM_CMD_WORK_COMPLETE] = 2,
+    [GM_CMD_WORK_FAIL] = 1,
+    [GM_CMD_ECHO_RES] = 1,
+    [GM_CMD_ERROR] = 2,
+    [GM_CMD_STATUS_RES] = 5,
+    [GM_CMD_WORK_EXCEPTION] = 2,
+    [GM_CMD_OPTION_RES] = 1,
+    [GM_CMD_WORK_DATA] = 2,
+    [GM_CMD_WORK_WARNING] = 2,
+    [GM_CMD_JOB_ASSIGN_UNIQ] = 4,
+    [GM_CMD_JOB_ASSIGN_ALL] = 5,
+    [GM_CMD_STATUS_RES_UNIQUE] = 6,
+};
+
+/* Packets whose first argument is a job handle. */
+static int starts_with_handle(unsigned cmd)
+{
+    switch (cmd) {
+    case GM_CMD_JOB_CREATED: case GM_CMD_JOB_ASSIGN: case GM_CMD_WORK_STATUS:
+    case GM_CMD_WORK_COMPLETE: case GM_CMD_WORK_FAIL: case GM_CMD_STATUS_RES:
+    case GM_CMD_WORK_EXCEPTION: case GM_CMD_WORK_DATA: case GM_CMD_WORK_WARNING:
+    case GM_CMD_JOB_ASSIGN_UNIQ: case GM_CMD_JOB_ASSIGN_ALL:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int is_response_type(unsigned cmd)
+{
+    return cmd == GM_CMD_NOOP || cmd == GM_CMD_NO_JOB ||
+           (cmd <= GM_CMD_MAX && response_nargs[cmd] != 0);
+}
+
+unsigned gm_parse_nargs(unsigned cmd)
+{
+    return cmd <= GM_CMD_MAX ? response_nargs[cmd] : 0;
+}
+
+void gm_parser_reset(gm_parser_t *p)
+{
+    p->text_scan = 0;
+}
+
+static unsigned long get_be32(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    return ((unsigned long)u[0] << 24) | ((unsigned long)u[1] << 16) |
+           ((unsigned long)u[2] << 8) | (unsigned long)u[3];
+}
+
+static void split_body(gm_packet_t *pkt, const char *body, size_t blen)
+{
+    unsigned want = is_response_type(pkt->cmd) ? gm_parse_nargs(pkt->cmd) : 1;
+    const char *p = body, *end = body + blen, *nul;
+    unsigned i;
+
+    pkt->nargs = want;
+    for (i = 0; i < want; i++) {
+        if (i + 1 == want) {
+            pkt->arg[i] = p;
+            pkt->len[i] = (size_t)(end - p);
+            break;
+        }
+        nul = memchr(p, '\0', (size_t)(end - p));
+        pkt->arg[i] = p;
+        if (!nul) {
+            /* Too few separators: the rest are empty rather than invented. */
+            pkt->len[i] = (size_t)(end - p);
+            p = end;
+        } else {
+            pkt->len[i] = (size_t)(nul - p);
+            p = nul + 1;
+        }
+    }
+    if (want == 1 && starts_with_handle(pkt->cmd) && pkt->len[0] &&
+        pkt->arg[0][pkt->len[0] - 1] == '\0')
+        pkt->len[0]--;
+}
+
+static long parse_binary(const char *data, size_t len, gm_packet_t *pkt, size_t *need)
+{
+    unsigned long body;
+
+    if (len < 4) {
+        /* Reject a wrong magic as soon as its first bytes show it. */
+        if (memcmp(data, GM_MAGIC_RES, len) != 0)
+            return GM_E_BAD_MAGIC;
+        return 0;
+    }
+    if (memcmp(data, GM_MAGIC_RES, 4) != 0)
+        return GM_E_BAD_MAGIC;
+    if (len < GM_HEADER_SIZE)
+        return 0;
+    body = get_be32(data + 8);
+    if (body > GM_MAX_PACKET)
+        return GM_E_RESPONSE_TOO_LARGE;
+    if (len - GM_HEADER_SIZE < body) {
+        *need = GM_HEADER_SIZE + (size_t)body;
+        return 0;
+    }
+    pkt->cmd = (unsigned)get_be32(data + 4);
+    split_body(pkt, data + GM_HEADER_SIZE, (size_t)body);
+    return (long)(GM_HEADER_SIZE + body);
+}
+
+/* Length of a line's content without its "\n" or "\r\n". */
+static size_t content_len(const char *line, size_t with_lf)
+{
+    size_t n = with_lf - 1;
+    if (n && line[n - 1] == '\r')
+        n--;
+    return n;
+}
+
+static long parse_text(gm_parser_t *p, const char *data, size_t len, int mode,
+                       gm_packet_t *pkt)
+{
+    const char *lf;
+    size_t pos = p->text_scan, line_len;
+
+    if (mode != GM_TEXT_LINE && mode != GM_TEXT_BLOCK)
+        return GM_E_UNEXPECTED_TEXT;
+    /* text_scan always sits at a line start, so nothing is searched twice. */
+    while (pos < len) {
+        lf = memchr(data + pos, '\n', len - pos);
+        if (!lf)
+            break;
+        line_len = (size_t)(lf - (data + pos)) + 1;
+        if (mode == GM_TEXT_LINE ||
+            (pos == 0 && line_len >= 4 && memcmp(data, "ERR ", 4) == 0)) {
+            pkt->cmd = GM_CMD_TEXT;
+            pkt->nargs = 1;
+            pkt->arg[0] = data;
+            pkt->len[0] = content_len(data, line_len);
+            p->text_scan = 0;
+            return (long)line_len;
+        }
+        if (content_len(data + pos, line_len) == 1 && data[pos] == '.') {
+            pkt->cmd = GM_CMD_TEXT;
+            pkt->nargs = 1;
+            pkt->arg[0] = data;
+            pkt->len[0] = pos;
+            p->text_scan = 0;
+            return (long)(pos + line_len);
+        }
+        pos += line_len;
+    }
+    p->text_scan = pos;
+    if (len > GM_MAX_PACKET)
+        return GM_E_RESPONSE_TOO_LARGE;
+    return 0;
+}
+
+long gm_parse_next(gm_parser_t *p, const char *data, size_t len, int text_mode,
+                   gm_packet_t *pkt, size_t *need)
+{
+    *need = 0;
+    if (len == 0)
+        return 0;
+    if (data[0] == '\0')
+        return parse_binary(data, len, pkt, need);
+    return parse_text(p, data, len, text_mode, pkt);
+}
