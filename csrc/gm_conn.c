@@ -76,7 +76,7 @@ long gm_conn_read(gm_conn_t *c)
     for (;;) {
         /* A large packet is read straight into a block of its final size
          * rather than through repeated doublings. */
-        want = GM_READ_CHUNK;
+        want = GM_READ_MIN_ROOM;
         front = front_packet_size(&c->rbuf);
         if (front > gm_buf_len(&c->rbuf) && front - gm_buf_len(&c->rbuf) > want)
             want = front - gm_buf_len(&c->rbuf);

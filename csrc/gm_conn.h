@@ -20,7 +20,9 @@
 /* Read-ahead per readable event; big enough that a burst of small replies is
  * one event, small enough to bound the buffer. */
 #define GM_READ_BUDGET (1024u * 1024u)
-#define GM_READ_CHUNK (64u * 1024u)
+/* Least free room a recv is given; below it the buffer compacts or grows.
+ * Small, so that a buffer at rest stays at GM_BUF_INITIAL. */
+#define GM_READ_MIN_ROOM (4u * 1024u)
 
 typedef struct gm_conn {
     int fd;

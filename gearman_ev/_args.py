@@ -1,0 +1,107 @@
+"""Argument checks and conversions shared by Gearman and Job: every rule of
+API.md 3 about types, sizes and forbidden bytes lives here, once."""
+from __future__ import annotations
+
+from ._ffi import ffi, lib
+
+__all__ = ["payload", "text", "function", "unique", "handle", "callback", "timeout",
+           "check_size", "name_token", "arg_str", "WHITESPACE"]
+
+WHITESPACE = b" \t\n\r\v\f"
+MAX_PACKET = lib.GM_MAX_PACKET
+MAX_FUNCTION = 512   # libgearman's GEARMAN_FUNCTION_MAX_SIZE (PROTOCOL.md 4.3)
+MAX_UNIQUE = 63      # 64 is silently truncated by gearmand (PROTOCOL.md 4.2)
+MAX_HANDLE = 63      # GEARMAND_JOB_HANDLE_SIZE - 1 (PROTOCOL.md 4.1)
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+# ===== Argument conversion =====
+
+def payload(value, what="payload"):
+    """bytes-like or str -> something gm_pack4 takes without a copy."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytearray, memoryview)):
+        view = memoryview(value)
+        return view if view.c_contiguous else view.tobytes()
+    raise TypeError(f"{what} must be bytes, bytearray, memoryview or str, "
+                    f"not {type(value).__name__}")
+
+
+def text(value, what):
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
+
+
+def function(value):
+    name = text(value, "function name")
+    if not name:
+        raise ValueError("function name must not be empty")
+    if len(name) > MAX_FUNCTION:
+        raise ValueError(f"function name too long ({len(name)} bytes, max {MAX_FUNCTION})")
+    if any(b <= 0x20 or b == 0x7f for b in name):
+        raise ValueError("function name must not hold whitespace, control bytes or NUL")
+    return name
+
+
+def unique(value):
+    if value is None:
+        return b""
+    key = text(value, "unique")
+    if len(key) > MAX_UNIQUE:
+        raise ValueError(f"unique too long ({len(key)} bytes, max {MAX_UNIQUE})")
+    if b"\0" in key:
+        raise ValueError("unique must not hold NUL")
+    return key
+
+
+def handle(value):
+    handle = text(value, "handle")
+    if not handle:
+        raise ValueError("handle must not be empty")
+    if len(handle) > MAX_HANDLE:
+        raise ValueError(f"handle too long ({len(handle)} bytes, max {MAX_HANDLE})")
+    if b"\0" in handle:
+        raise ValueError("handle must not hold NUL")
+    return handle
+
+
+def callback(value, what="cb"):
+    if value is not None and not callable(value):
+        raise TypeError(f"{what} must be callable or None")
+    return value
+
+
+def timeout(value):
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("timeout must be a number of seconds or None")
+    if value != value or value < 0 or value == float("inf"):
+        raise ValueError("timeout must be a finite number >= 0")
+    return float(value)
+
+
+def check_size(*args):
+    body = sum(len(a) for a in args) + len(args) - 1
+    if body > MAX_PACKET:
+        raise ValueError(f"payload too large ({body} bytes, max {MAX_PACKET})")
+
+
+def arg_str(pkt, i):
+    return ffi.unpack(pkt.arg[i], pkt.len[i]).decode("utf-8", "surrogateescape")
+
+
+
+
+def name_token(value, what):
+    """A word for the text protocol or SET_CLIENT_ID: no whitespace, no
+    control bytes (they would break the line or the workers listing)."""
+    word = text(value, what)
+    if not word or any(b <= 0x20 or b == 0x7f for b in word):
+        raise ValueError(f"{what} must be non-empty without whitespace or control bytes")
+    return word

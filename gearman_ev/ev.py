@@ -1,0 +1,562 @@
+"""gearman_ev.ev - a thin cffi binding to the system libev, with pyev's names.
+
+What must stay true here:
+- Every watcher reaches Python through one trampoline (gm_py_watcher_cb); the
+  C side never calls Python otherwise.
+- A started watcher sits in its loop's ``_active`` set, so a watcher nobody
+  else references keeps working until it is stopped (or, for a one-shot timer,
+  until it fires). The C ``data`` field holds a handle to the watcher only
+  while it is started.
+- An exception from a callback is logged on the "gearman_ev" logger and the
+  loop goes on; KeyboardInterrupt and SystemExit break the loop and are raised
+  again from ``Loop.start()``.
+- Loops survive fork(): libev's ev_loop_fork runs on every loop in the child.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal as _signal
+import threading
+import weakref
+
+from ._ffi import ffi, lib
+
+__all__ = [
+    "Loop", "Io", "Timer", "Signal", "Watcher", "Error", "default_loop",
+    "version", "EV_READ", "EV_WRITE", "EV_TIMER", "EV_SIGNAL", "EV_ERROR",
+    "EVBREAK_CANCEL", "EVBREAK_ONE", "EVBREAK_ALL", "EVRUN_NOWAIT", "EVRUN_ONCE",
+    "EV_MINPRI", "EV_MAXPRI", "EVFLAG_AUTO", "EVFLAG_NOENV", "EVFLAG_FORKCHECK",
+    "EVFLAG_SIGNALFD", "EVFLAG_NOSIGMASK", "EVBACKEND_SELECT", "EVBACKEND_POLL",
+    "EVBACKEND_EPOLL",
+]
+
+EV_READ = lib.EV_READ
+EV_WRITE = lib.EV_WRITE
+EV_TIMER = lib.EV_TIMER
+EV_SIGNAL = lib.EV_SIGNAL
+EV_ERROR = lib.EV_ERROR
+EVBREAK_CANCEL = lib.EVBREAK_CANCEL
+EVBREAK_ONE = lib.EVBREAK_ONE
+EVBREAK_ALL = lib.EVBREAK_ALL
+EVRUN_NOWAIT = lib.EVRUN_NOWAIT
+EVRUN_ONCE = lib.EVRUN_ONCE
+EV_MINPRI = lib.EV_MINPRI
+EV_MAXPRI = lib.EV_MAXPRI
+EVFLAG_AUTO = lib.EVFLAG_AUTO
+EVFLAG_NOENV = lib.EVFLAG_NOENV
+EVFLAG_FORKCHECK = lib.EVFLAG_FORKCHECK
+EVFLAG_SIGNALFD = lib.EVFLAG_SIGNALFD
+EVFLAG_NOSIGMASK = lib.EVFLAG_NOSIGMASK
+EVBACKEND_SELECT = lib.EVBACKEND_SELECT
+EVBACKEND_POLL = lib.EVBACKEND_POLL
+EVBACKEND_EPOLL = lib.EVBACKEND_EPOLL
+
+log = logging.getLogger("gearman_ev")
+
+
+class Error(Exception):
+    """A libev call was refused (pyev's ``pyev.Error``)."""
+
+
+def version():
+    """libev's (major, minor) version, as linked at run time."""
+    return lib.ev_version_major(), lib.ev_version_minor()
+
+
+# ===== The trampoline =====
+
+# Loops inside ev_run() right now, innermost last: where an exception that
+# arrives before any Python frame of ours can catch it (onerror) is parked.
+_running: list[Loop] = []
+
+
+def _park(exc: BaseException) -> None:
+    loop = _running[-1] if _running else None
+    if loop is None:
+        log.error("exception in a gearman_ev callback", exc_info=exc)
+        return
+    loop._park(exc)
+
+
+def _onerror(exc_type, exc_value, tb):
+    # Reached when the exception struck before gm_py_watcher_cb's own try
+    # (a pending KeyboardInterrupt is raised at function entry).
+    if exc_value is None:
+        exc_value = exc_type()
+    exc_value.__traceback__ = tb
+    _park(exc_value)
+
+
+@ffi.def_extern(onerror=_onerror)
+def gm_py_watcher_cb(handle, revents):
+    watcher = ffi.from_handle(handle)
+    try:
+        watcher._fire(revents)
+    except BaseException as exc:  # noqa: BLE001 - everything is reported
+        watcher._loop._park(exc)
+
+
+# ===== Loops =====
+
+_loops: weakref.WeakSet[Loop] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # _running is left alone: a fork inside a callback leaves the child inside
+    # the same ev_run() frames, which pop their own entries when they return.
+    for loop in list(_loops):
+        lib.ev_loop_fork(loop._ptr)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Loop:
+    """An event loop (pyev ``Loop``; libev ``struct ev_loop``)."""
+
+    def __init__(self, flags: int = 0):
+        if not isinstance(flags, int):
+            raise TypeError("flags must be an int")
+        ptr = lib.ev_loop_new(flags)
+        if ptr == ffi.NULL:
+            raise Error("ev_loop_new failed (bad flags, or no backend)")
+        self._ptr = ptr  # destroyed by __del__, after its watchers are stopped
+        self._active: set[Watcher] = set()
+        self._parked: BaseException | None = None
+        self._depth = 0
+        self._wakeup = None  # (read fd, write fd, Io) once start() needs it
+        _loops.add(self)
+
+    def __del__(self):
+        # Stop what is still active first: destroying the loop under an active
+        # watcher would leave libev asserting on a later ev_*_stop.
+        ptr, self._ptr = getattr(self, "_ptr", None), None
+        if ptr is None:
+            return
+        for w in list(self._active):
+            w._stop_in(ptr)
+        lib.ev_loop_destroy(ptr)
+
+    # -- running --
+
+    def start(self, flags: int = 0) -> bool:
+        """Run until ``stop()`` or until no active watcher is left.
+
+        Returns libev's ev_run() result: True if watchers are still active.
+        Raises KeyboardInterrupt / SystemExit raised by a callback.
+        """
+        # Only the outermost start() owns the wakeup fd: a nested start()
+        # would stop the shared Io on its way out, leaving the outer run deaf.
+        restore = self._install_wakeup() if self._depth == 0 else None
+        self._depth += 1
+        _running.append(self)
+        try:
+            more = lib.ev_run(self._ptr, flags)
+        finally:
+            _running.remove(self)
+            self._depth -= 1
+            if restore is not None:
+                restore()
+        parked, self._parked = self._parked, None
+        if parked is not None:
+            raise parked
+        return bool(more)
+
+    def stop(self, how: int = EVBREAK_ONE) -> None:
+        """Make the innermost ``start()`` (or all, EVBREAK_ALL) return."""
+        lib.ev_break(self._ptr, how)
+
+    def now(self) -> float:
+        """The loop's cached time (seconds), as of the last iteration."""
+        return lib.ev_now(self._ptr)
+
+    def update(self) -> None:
+        """Refresh the cached time (ev_now_update)."""
+        lib.ev_now_update(self._ptr)
+
+    @property
+    def backend(self) -> int:
+        return lib.ev_backend(self._ptr)
+
+    @property
+    def iteration(self) -> int:
+        return lib.ev_iteration(self._ptr)
+
+    def _park(self, exc: BaseException) -> None:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            if self._parked is None:
+                self._parked = exc
+            lib.ev_break(self._ptr, EVBREAK_ALL)
+        else:
+            log.error("exception in a gearman_ev callback", exc_info=exc)
+
+    # -- Ctrl-C while blocked in epoll --
+
+    def _install_wakeup(self):
+        """Have a signal wake the loop, so its Python handler runs at once.
+
+        Python only runs a signal handler when Python code runs; the wakeup fd
+        gives the loop an event to deliver. Main thread only (set_wakeup_fd's
+        rule); the previous wakeup fd comes back when start() returns.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        if self._wakeup is None:
+            rfd, wfd = os.pipe()
+            os.set_blocking(rfd, False)
+            os.set_blocking(wfd, False)
+            io = Io(rfd, EV_READ, self, _drain_wakeup)
+            self._wakeup = (rfd, wfd, io)
+            weakref.finalize(self, _close_fds, rfd, wfd)
+        io = self._wakeup[2]
+        try:
+            previous = _signal.set_wakeup_fd(self._wakeup[1], warn_on_full_buffer=False)
+        except ValueError:
+            return None
+        io._start_unref()
+
+        def restore():
+            io._stop_unref()
+            try:
+                _signal.set_wakeup_fd(previous)
+            except ValueError:
+                pass
+        return restore
+
+    # -- watcher factories (pyev names) --
+
+    def io(self, fd, events, callback, data=None, priority=0) -> Io:
+        return Io(fd, events, self, callback, data, priority)
+
+    def timer(self, after, repeat, callback, data=None, priority=0) -> Timer:
+        return Timer(after, repeat, self, callback, data, priority)
+
+    def signal(self, signum, callback, data=None, priority=0) -> Signal:
+        return Signal(signum, self, callback, data, priority)
+
+
+def _drain_wakeup(watcher, revents):
+    try:
+        while os.read(watcher.fd, 512):
+            pass
+    except OSError:
+        pass
+
+
+def _close_fds(*fds):
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+_default_loop: Loop | None = None
+_default_lock = threading.Lock()
+
+
+def default_loop() -> Loop:
+    """The process-wide default loop, created on first use.
+
+    It is built with ev_loop_new rather than ev_default_loop: libev's default
+    loop installs a SIGCHLD handler that reaps every child process, which would
+    take exit statuses away from subprocess.Popen.
+    """
+    global _default_loop
+    if _default_loop is None:
+        with _default_lock:
+            if _default_loop is None:
+                _default_loop = Loop()
+    return _default_loop
+
+
+# ===== Watchers =====
+
+def _check_number(name, value, minimum=0.0):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds")
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum}")
+    return float(value)
+
+
+class Watcher:
+    """What every watcher has: start/stop, active, callback, data, priority."""
+
+    _ctype = ""
+    _start_fn = None
+    _stop_fn = None
+
+    def __init__(self, loop: Loop, callback, data, priority):
+        if not isinstance(loop, Loop):
+            raise TypeError("loop must be a gearman_ev.ev.Loop")
+        self._loop = loop
+        self._w = ffi.new(self._ctype)
+        self._handle = None
+        self.callback = callback
+        self.data = data
+        self._unref = False
+        self._init()
+        self.priority = priority
+
+    def _init(self):
+        raise NotImplementedError
+
+    @property
+    def loop(self) -> Loop:
+        return self._loop
+
+    @property
+    def callback(self):
+        return self._callback
+
+    @callback.setter
+    def callback(self, value):
+        if not callable(value):
+            raise TypeError("callback must be callable as callback(watcher, revents)")
+        self._callback = value
+
+    @property
+    def active(self) -> bool:
+        return bool(lib.gm_ev_is_active(self._w))
+
+    @property
+    def pending(self) -> bool:
+        return bool(lib.gm_ev_is_pending(self._w))
+
+    @property
+    def priority(self) -> int:
+        return lib.gm_ev_priority(self._w)
+
+    @priority.setter
+    def priority(self, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError("priority must be an int")
+        if not EV_MINPRI <= value <= EV_MAXPRI:
+            raise ValueError(f"priority must be between {EV_MINPRI} and {EV_MAXPRI}")
+        if self.active or self.pending:
+            raise Error("cannot set the priority of an active or pending watcher")
+        lib.gm_ev_set_priority(self._w, value)
+
+    def start(self) -> None:
+        if self.active:
+            return
+        ptr = self._loop._ptr
+        if ptr is None:
+            raise Error("the loop of this watcher was destroyed")
+        self._handle = ffi.new_handle(self)
+        self._w.data = self._handle
+        type(self)._start_fn(ptr, self._w)
+        self._loop._active.add(self)
+
+    def stop(self) -> None:
+        ptr = self._loop._ptr
+        if ptr is not None:
+            self._stop_in(ptr)
+        self._release()
+
+    def _stop_in(self, ptr):
+        if lib.gm_ev_is_active(self._w):
+            type(self)._stop_fn(ptr, self._w)
+
+    def _release(self):
+        self._w.data = ffi.NULL
+        self._handle = None
+        self._loop._active.discard(self)
+
+    def _fire(self, revents):
+        self._callback(self, revents)
+
+    def __repr__(self):
+        state = "active" if self.active else "inactive"
+        return f"<{type(self).__name__} {state} priority={self.priority}>"
+
+
+class Io(Watcher):
+    """Readiness of a file descriptor (EV_READ, EV_WRITE or both)."""
+
+    _ctype = "ev_io *"
+    _start_fn = lib.ev_io_start
+    _stop_fn = lib.ev_io_stop
+
+    def __init__(self, fd, events, loop, callback, data=None, priority=0):
+        self._fd, self._events = _check_io(fd, events)
+        self._fileobj = fd  # keeps a socket object (and so its fd) alive
+        super().__init__(loop, callback, data, priority)
+
+    def _init(self):
+        lib.gm_ev_io_init(self._w, self._fd, self._events)
+
+    def set(self, fd, events) -> None:
+        if self.active:
+            raise Error("cannot set an active watcher")
+        self._fd, self._events = _check_io(fd, events)
+        self._fileobj = fd
+        lib.gm_ev_io_set(self._w, self._fd, self._events)
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    @property
+    def events(self) -> int:
+        return self._events
+
+    def _start_unref(self):
+        # An internal watcher that must not keep the loop running.
+        if not self.active:
+            self.start()
+            lib.ev_unref(self._loop._ptr)
+            self._unref = True
+
+    def _stop_unref(self):
+        if self._unref:
+            lib.ev_ref(self._loop._ptr)
+            self._unref = False
+        self.stop()
+
+
+def _check_io(fd, events):
+    if not isinstance(fd, int) or isinstance(fd, bool):
+        if not hasattr(fd, "fileno"):
+            raise TypeError("fd must be an int or have a fileno() method")
+        fd = fd.fileno()
+    if fd < 0:
+        raise ValueError("fd must be >= 0")
+    if isinstance(events, bool) or not isinstance(events, int):
+        raise TypeError("events must be an int")
+    if not events or events & ~(EV_READ | EV_WRITE):
+        raise ValueError("events must be EV_READ, EV_WRITE or both")
+    return fd, events
+
+
+class Timer(Watcher):
+    """Fires ``after`` seconds from start, then every ``repeat`` seconds."""
+
+    _ctype = "ev_timer *"
+    _start_fn = lib.ev_timer_start
+    _stop_fn = lib.ev_timer_stop
+
+    def __init__(self, after, repeat, loop, callback, data=None, priority=0):
+        self._after = _check_number("after", after)
+        self._repeat = _check_number("repeat", repeat)
+        super().__init__(loop, callback, data, priority)
+
+    def _init(self):
+        lib.gm_ev_timer_init(self._w, self._after, self._repeat)
+
+    def set(self, after, repeat) -> None:
+        if self.active:
+            raise Error("cannot set an active watcher")
+        self._after = _check_number("after", after)
+        self._repeat = _check_number("repeat", repeat)
+        lib.gm_ev_timer_set(self._w, self._after, self._repeat)
+
+    def start(self) -> None:
+        if not self.active and self._loop._depth == 0:
+            # Measure from now, not from the last iteration's cached time.
+            lib.ev_now_update(self._loop._ptr)
+        super().start()
+
+    def again(self) -> None:
+        """Restart with ``repeat`` as the timeout (ev_timer_again)."""
+        if self._loop._depth == 0:
+            lib.ev_now_update(self._loop._ptr)
+        if self._handle is None:
+            self._handle = ffi.new_handle(self)
+            self._w.data = self._handle
+        lib.ev_timer_again(self._loop._ptr, self._w)
+        if self.active:
+            self._loop._active.add(self)
+        else:
+            self._release()
+
+    @property
+    def repeat(self) -> float:
+        return self._w.repeat
+
+    @repeat.setter
+    def repeat(self, value):
+        self._repeat = _check_number("repeat", value)
+        self._w.repeat = self._repeat
+
+    @property
+    def remaining(self) -> float:
+        """Seconds until the timer fires (0.0 when it is not active)."""
+        if not self.active:
+            return 0.0
+        return lib.ev_timer_remaining(self._loop._ptr, self._w)
+
+    def _fire(self, revents):
+        if not lib.gm_ev_is_active(self._w):
+            # libev stopped a one-shot timer before calling us: let the loop
+            # forget it, unless the callback starts it again.
+            self._release()
+        self._callback(self, revents)
+
+
+# signum -> (loop, Python handler to restore) while any Signal watches it:
+# libev allows one loop per signal number and resets the handler to SIG_DFL
+# when the last watcher stops.
+_signal_owner: dict[int, tuple[weakref.ref, object]] = {}
+
+
+class Signal(Watcher):
+    """A Unix signal. While started, libev owns the signal's handler; when the
+    last watcher of that signal stops, Python's previous handler comes back."""
+
+    _ctype = "ev_signal *"
+    _start_fn = lib.ev_signal_start
+    _stop_fn = lib.ev_signal_stop
+
+    def __init__(self, signum, loop, callback, data=None, priority=0):
+        if isinstance(signum, bool) or not isinstance(signum, int):
+            raise TypeError("signum must be an int")
+        if not 0 < signum < _signal.NSIG:
+            raise ValueError(f"invalid signal number {signum}")
+        self._signum = int(signum)
+        super().__init__(loop, callback, data, priority)
+
+    def _init(self):
+        lib.gm_ev_signal_init(self._w, self._signum)
+
+    @property
+    def signum(self) -> int:
+        return self._signum
+
+    def start(self) -> None:
+        if self.active:
+            return
+        owner = _signal_owner.get(self._signum)
+        if owner is not None and _watchers_of(owner[0](), self._signum):
+            if owner[0]() is not self._loop:
+                raise Error(f"signal {self._signum} is already watched by another loop")
+        else:
+            try:
+                saved = _signal.getsignal(self._signum)
+            except ValueError:
+                saved = None
+            _signal_owner[self._signum] = (weakref.ref(self._loop), saved)
+        super().start()
+
+    def stop(self) -> None:
+        was_active = self.active
+        super().stop()
+        if not was_active or _watchers_of(self._loop, self._signum):
+            return
+        _, saved = _signal_owner.pop(self._signum, (None, None))
+        if saved is not None and threading.current_thread() is threading.main_thread():
+            try:
+                _signal.signal(self._signum, saved)
+            except (ValueError, OSError, TypeError):
+                pass
+
+
+def _watchers_of(loop, signum):
+    if loop is None:
+        return False
+    return any(isinstance(w, Signal) and w._signum == signum and w.active
+               for w in loop._active)
