@@ -69,31 +69,39 @@ static size_t front_packet_size(const gm_buf_t *b)
 long gm_conn_read(gm_conn_t *c)
 {
     long total = 0;
-    size_t want, front, room;
+    size_t len, front, owed, allowed, want, room;
     ssize_t n;
 
     drop_consumed(c);
     for (;;) {
-        /* A large packet is read straight into a block of its final size
-         * rather than through repeated doublings. */
-        want = GM_READ_MIN_ROOM;
+        /* The budget bounds read-ahead; only the packet at the front (the one
+         * the decoder waits for) may take more, and then just what it lacks. */
+        len = gm_buf_len(&c->rbuf);
         front = front_packet_size(&c->rbuf);
-        if (front > gm_buf_len(&c->rbuf) && front - gm_buf_len(&c->rbuf) > want)
-            want = front - gm_buf_len(&c->rbuf);
+        owed = front > len ? front - len : 0;
+        allowed = (size_t)total < GM_READ_BUDGET ? GM_READ_BUDGET - (size_t)total : 0;
+        if (allowed < owed)
+            allowed = owed;
+        if (allowed == 0)
+            return total;
+        /* A large packet gets a block of its final size at once rather than
+         * repeated doublings. */
+        want = allowed < GM_READ_MIN_ROOM ? allowed : GM_READ_MIN_ROOM;
+        if (want < owed)
+            want = owed;
         if (gm_buf_reserve(&c->rbuf, want) != GM_OK) {
             c->err_no = ENOMEM;
             return GM_E_READ;
         }
         room = gm_buf_room(&c->rbuf);
+        if (room > allowed)
+            room = allowed;
         n = recv(c->fd, c->rbuf.data + c->rbuf.end, room, 0);
         if (n > 0) {
             c->rbuf.end += (size_t)n;
             total += n;
             /* A short read means the socket is drained: skip the EAGAIN call. */
             if ((size_t)n < room)
-                return total;
-            front = front_packet_size(&c->rbuf);
-            if ((size_t)total >= GM_READ_BUDGET && gm_buf_len(&c->rbuf) >= front)
                 return total;
             continue;
         }

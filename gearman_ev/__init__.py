@@ -7,6 +7,7 @@ from __future__ import annotations
 from . import ev
 from ._errors import GearmanError
 from ._gearman import Gearman
+from ._job import Job
 from ._ffi import lib as _lib
 
 __version__ = "0.1.0"
@@ -14,4 +15,4 @@ __version__ = "0.1.0"
 #: Largest packet body (function + unique + workload, with separators).
 MAX_PACKET = _lib.GM_MAX_PACKET
 
-__all__ = ["Gearman", "GearmanError", "MAX_PACKET", "ev", "__version__"]
+__all__ = ["Gearman", "GearmanError", "Job", "MAX_PACKET", "ev", "__version__"]

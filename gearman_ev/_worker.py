@@ -68,15 +68,16 @@ class Worker:
 
     def _can_do(self, name, timeout, ability):
         func = _args.function(name)
-        seconds = _args.timeout(timeout)
-        if timeout is not None and not seconds:
-            raise ValueError("timeout must be > 0 seconds")
+        seconds = _args.timeout(timeout)  # None and 0 both mean "no timeout"
         # Milliseconds on the wire, as gearmand >= 1.1.19 reads it (PROTOCOL.md 8.6).
-        ability.timeout_ms = max(1, round(seconds * 1000)) if timeout is not None else None
+        ability.timeout_ms = max(1, round(seconds * 1000)) if seconds else None
         self._abilities[func] = ability
         if self._state == CONNECTED:
             self._send_ability(func, ability)
             self._flush_soon()
+            # gearmand sends no NOOP for jobs already queued for a new ability:
+            # a sleeping worker loop grabs at once instead of on the re-grab timer.
+            self._wake()
 
     def _send_ability(self, func, ability):
         if ability.timeout_ms is None:
