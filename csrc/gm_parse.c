@@ -53,6 +53,7 @@ unsigned gm_parse_nargs(unsigned cmd)
 void gm_parser_reset(gm_parser_t *p)
 {
     p->text_scan = 0;
+    p->text_mode = GM_TEXT_NONE;
 }
 
 static unsigned long get_be32(const char *p)
@@ -113,6 +114,8 @@ static long parse_binary(const char *data, size_t len, gm_packet_t *pkt, size_t 
         return 0;
     }
     pkt->cmd = (unsigned)get_be32(data + 4);
+    if (pkt->cmd == GM_CMD_TEXT)
+        pkt->cmd = GM_CMD_INVALID; /* type 0 must never pass for a text reply */
     split_body(pkt, data + GM_HEADER_SIZE, (size_t)body);
     return (long)(GM_HEADER_SIZE + body);
 }
@@ -134,6 +137,11 @@ static long parse_text(gm_parser_t *p, const char *data, size_t len, int mode,
 
     if (mode != GM_TEXT_LINE && mode != GM_TEXT_BLOCK)
         return GM_E_UNEXPECTED_TEXT;
+    if (mode != p->text_mode) {
+        /* What was searched under another mode proves nothing for this one. */
+        p->text_mode = mode;
+        pos = p->text_scan = 0;
+    }
     /* text_scan always sits at a line start, so nothing is searched twice. */
     while (pos < len) {
         lf = memchr(data + pos, '\n', len - pos);

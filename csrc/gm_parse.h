@@ -28,6 +28,7 @@ typedef struct gm_packet {
 
 typedef struct gm_parser {
     size_t text_scan; /* bytes of a pending text reply already searched */
+    int text_mode;    /* the mode text_scan was searched under */
 } gm_parser_t;
 
 void gm_parser_reset(gm_parser_t *p);

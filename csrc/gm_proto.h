@@ -25,6 +25,8 @@
 
 /* Pseudo type of a text (admin) reply; type 0 is never valid on the wire. */
 #define GM_CMD_TEXT 0
+/* What a binary packet of type 0 is reported as: an unknown type. */
+#define GM_CMD_INVALID 0xffffffffu
 
 #define GM_CMD_CAN_DO 1
 #define GM_CMD_CANT_DO 2

@@ -1,0 +1,353 @@
+"""gm_conn over a real socketpair: requests reach the peer byte-exact, replies come out whole and
+in order, EOF and write errors keep what arrived, and both buffers stay bounded."""
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from gearman_ev._ffi import ffi, lib
+
+from tests import refproto
+from tests.refproto import encode_request as req
+from tests.refproto import encode_response as res
+
+NONE, LINE = lib.GM_TEXT_NONE, lib.GM_TEXT_LINE
+KIB, MIB = 1024, 1024 * 1024
+READ_BOUND = lib.GM_READ_BUDGET + 64 * KIB  # read-ahead one gm_conn_read may take
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def pair():
+    """(gm_conn on our non-blocking end, our socket, the peer's blocking socket)."""
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    peer.settimeout(10)
+    c = ffi.gc(lib.gm_conn_new(), lib.gm_conn_free)
+    assert c != ffi.NULL
+    lib.gm_conn_reset(c, ours.fileno())
+    yield c, ours, peer
+    ours.close()
+    peer.close()
+
+
+def grow_sndbuf(sock, size):
+    """Let the kernel queue up to ~size bytes from sock (SO_SNDBUFFORCE needs root)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, 32, size)  # SO_SNDBUFFORCE, Linux
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+
+
+def message(pkt):
+    return pkt.cmd, [ffi.buffer(pkt.arg[i], pkt.len[i])[:] for i in range(pkt.nargs)]
+
+
+def drain(c, mode=NONE):
+    """Every complete message gm_conn_next hands out now."""
+    pkt, out = ffi.new("gm_packet_t *"), []
+    while (rc := lib.gm_conn_next(c, mode, pkt)) == 1:
+        out.append(message(pkt))
+    assert rc == 0, rc
+    return out
+
+
+def pump(c, ours, count, timeout=10.0):
+    """Read and drain until count messages are out; returns (messages, each read's size)."""
+    deadline = time.monotonic() + timeout
+    out, reads = [], []
+    while len(out) < count:
+        left = deadline - time.monotonic()
+        assert left > 0, f"got {len(out)} of {count} messages"
+        select.select([ours], [], [], left)
+        rc = lib.gm_conn_read(c)
+        assert rc >= 0, rc
+        reads.append(rc)
+        out += drain(c)
+    return out, reads
+
+
+def recv_exact(sock, n):
+    chunks, got = [], 0
+    while got < n:
+        chunk = sock.recv(min(n - got, MIB))
+        assert chunk, "peer saw EOF early"
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def nothing_more(sock):
+    r, _, _ = select.select([sock], [], [], 0.05)
+    return not r
+
+
+def in_thread(fn, *args):
+    errors = []
+
+    def run():
+        try:
+            fn(*args)
+        except OSError as e:  # sendall fails so; reported by the test, not lost
+            errors.append(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, errors
+
+
+def finish(thread_errors):
+    t, errors = thread_errors
+    t.join(10)
+    assert not t.is_alive()
+    assert not errors, errors
+
+
+REPLIES = [res(6), res(8, b"H:h:1"), res(13, b"H:h:1", b"res\0ult"), res(14, b"H:h:2\0"),
+           res(17, b"\0echo\0"), res(19, b"UNKNOWN_OPTION", b"bad"), res(10),
+           res(20, b"H:h:1", b"1", b"0", b"3", b"4"), res(28, b"H:h:1", b"x" * 300)]
+
+
+# ===== Writing =====
+
+def test_capacities_at_rest():
+    c = ffi.gc(lib.gm_conn_new(), lib.gm_conn_free)
+    assert lib.gm_conn_read_capacity(c) == lib.GM_BUF_INITIAL == 16384
+    assert lib.gm_conn_write_capacity(c) == 16384
+    assert lib.gm_conn_write_pending(c) == 0
+    assert c.fd == -1
+
+
+def test_queued_requests_reach_the_peer_exactly(pair):
+    c, _, peer = pair
+    assert lib.gm_conn_pack4(c, 7, 3, b"reverse", 7, b"u", 1, b"hi\0", 3, ffi.NULL, 0) == 0
+    assert lib.gm_conn_pack4(c, 9, 0, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0) == 0
+    assert lib.gm_conn_pack4(c, 36, 4, b"f", 1, b"", 0, b"1700000000", 10, b"w", 1) == 0
+    sched = [b"f", b"u", b"1", b"2", b"3", b"4", b"5", b"w\0"]
+    keep = [ffi.from_buffer(a) for a in sched]
+    assert lib.gm_conn_pack(c, 35, 8, ffi.new("const char *[]", keep),
+                            ffi.new("size_t[]", [len(a) for a in sched])) == 0
+    assert lib.gm_conn_append(c, b"status\r\n", 8) == 0
+    want = (req(7, b"reverse", b"u", b"hi\0") + req(9) + req(36, b"f", b"", b"1700000000", b"w")
+            + req(35, *sched) + b"status\r\n")
+    assert lib.gm_conn_write_pending(c) == len(want)
+    assert lib.gm_conn_write(c) == 0
+    assert lib.gm_conn_write_pending(c) == 0
+    assert recv_exact(peer, len(want)) == want
+    assert nothing_more(peer)
+
+
+def test_refused_request_queues_nothing(pair):
+    c, _, peer = pair
+    assert lib.gm_conn_pack4(c, 7, 3, b"f\0", 2, b"", 0, b"", 0, ffi.NULL, 0) == lib.GM_E_BAD_ARGS
+    assert lib.gm_conn_pack4(c, 0, 0, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0,
+                             ffi.NULL, 0) == lib.GM_E_BAD_ARGS
+    assert lib.gm_conn_write_pending(c) == 0
+    assert lib.gm_conn_write(c) == 0
+    assert nothing_more(peer)
+
+
+def test_write_with_nothing_queued_is_zero(pair):
+    c, _, peer = pair
+    assert lib.gm_conn_write(c) == 0
+    assert nothing_more(peer)
+
+
+def test_write_leaves_the_rest_queued_until_the_peer_reads(pair):
+    c, ours, peer = pair
+    payload = bytes(range(256)) * (16 * KIB)  # 4 MiB: far more than a socket buffer
+    want = req(16, payload)
+    assert lib.gm_conn_pack4(c, 16, 1, payload, len(payload), ffi.NULL, 0, ffi.NULL, 0,
+                             ffi.NULL, 0) == 0
+    pending = lib.gm_conn_write(c)
+    assert 0 < pending < len(want)
+    assert pending == lib.gm_conn_write_pending(c)
+    assert lib.gm_conn_write(c) == pending  # still full: nothing lost, nothing resent
+    got = bytearray()
+    deadline = time.monotonic() + 10
+    while pending:
+        assert time.monotonic() < deadline
+        got += peer.recv(MIB)
+        select.select([], [ours], [], 1)
+        pending = lib.gm_conn_write(c)
+        assert pending >= 0
+    got += recv_exact(peer, len(want) - len(got))
+    assert got == want
+    assert nothing_more(peer)
+    assert lib.gm_conn_write_capacity(c) == 16384  # the 4 MiB block went with the drain
+
+
+def test_write_to_closed_peer_reports_errno(pair):
+    c, _, peer = pair
+    peer.close()
+    assert lib.gm_conn_pack4(c, 16, 1, b"ping", 4, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0) == 0
+    assert lib.gm_conn_write(c) == lib.GM_E_WRITE
+    assert c.err_no in (errno.EPIPE, errno.ECONNRESET)
+
+
+SIGPIPE_SCRIPT = """
+import signal, socket, sys
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; a C client may not
+from gearman_ev._ffi import ffi, lib
+ours, peer = socket.socketpair()
+ours.setblocking(False)
+peer.close()
+c = lib.gm_conn_new()
+lib.gm_conn_reset(c, ours.fileno())
+lib.gm_conn_pack4(c, 16, 1, b"ping", 4, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0)
+print(lib.gm_conn_write(c), c.err_no)
+"""
+
+
+def test_write_to_closed_peer_raises_no_sigpipe():
+    # Run where SIGPIPE is fatal: without MSG_NOSIGNAL the process dies with -SIGPIPE.
+    p = subprocess.run([sys.executable, "-c", SIGPIPE_SCRIPT], cwd=ROOT, check=False,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
+    rc, err = map(int, p.stdout.split())
+    assert rc == lib.GM_E_WRITE
+    assert err in (errno.EPIPE, errno.ECONNRESET)
+
+
+# ===== Reading =====
+
+def test_read_with_nothing_there_is_zero(pair):
+    c, _, _ = pair
+    assert lib.gm_conn_read(c) == 0
+    assert drain(c) == []
+
+
+def test_many_packets_in_one_read(pair):
+    c, _, peer = pair
+    wire = b"".join(REPLIES) * 100  # ~60 KB: fits the socket buffer, so it is all there
+    peer.sendall(wire)
+    assert lib.gm_conn_read(c) == len(wire)
+    assert drain(c) == refproto.decode(wire)
+    assert lib.gm_conn_read(c) == 0
+
+
+def test_steady_small_replies_keep_the_read_buffer_at_rest(pair):
+    # gm_conn.h: a read asks for little free room, so small traffic never grows the buffer.
+    c, _, peer = pair
+    wire = b"".join(REPLIES)
+    for _ in range(500):
+        peer.sendall(wire)
+        assert lib.gm_conn_read(c) == len(wire)
+        assert drain(c) == refproto.decode(wire)
+        assert lib.gm_conn_read_capacity(c) == 16384
+
+
+def test_text_and_binary_interleaved(pair):
+    c, _, peer = pair
+    peer.sendall(res(6) + b"OK 1.1.20\n" + res(10) + b"OK\r\n")
+    assert lib.gm_conn_read(c) > 0
+    assert drain(c, LINE) == [(6, []), (0, [b"OK 1.1.20"]), (10, []), (0, [b"OK"])]
+
+
+def test_text_block_arriving_in_pieces(pair):
+    # The decoder resumes its line scan across reads while the buffer compacts and grows.
+    c, _, peer = pair
+    block = b"".join(b"f%05d\t1\t0\t2\n" % i for i in range(3000)) + b".\n"
+    wire = res(6) + block + res(10)
+    out = []
+    for at in range(0, len(wire), 7000):
+        peer.sendall(wire[at:at + 7000])
+        assert lib.gm_conn_read(c) > 0
+        out += drain(c, lib.GM_TEXT_BLOCK)
+    assert out == [(6, []), (0, [block[:-2]]), (10, [])]
+
+
+def test_unexpected_text_is_reported_by_next(pair):
+    c, _, peer = pair
+    peer.sendall(res(6) + b"OK\r\n")
+    assert lib.gm_conn_read(c) > 0
+    pkt = ffi.new("gm_packet_t *")
+    assert lib.gm_conn_next(c, NONE, pkt) == 1
+    assert lib.gm_conn_next(c, NONE, pkt) == lib.GM_E_UNEXPECTED_TEXT
+
+
+def test_five_mib_packet_arrives_whole(pair):
+    c, ours, peer = pair
+    payload = bytes(range(251)) * (5 * MIB // 251 + 1)
+    wire = res(8, b"H:h:1") + res(13, b"H:h:1", payload) + res(6)
+    sender = in_thread(peer.sendall, wire)
+    out, _ = pump(c, ours, 3)
+    finish(sender)
+    assert out == [(8, [b"H:h:1"]), (13, [b"H:h:1", payload]), (6, [])]
+    assert drain(c) == []  # drops the last packet: the buffer drains fully
+    assert lib.gm_conn_read_capacity(c) == 16384  # back to rest after the big transfer
+
+
+def test_packets_before_eof_are_still_delivered(pair):
+    c, _, peer = pair
+    wire = b"".join(REPLIES) * 10
+    peer.sendall(wire)
+    peer.close()
+    for _ in range(100):  # a few reads at most; bounded so a bug cannot hang the run
+        rc = lib.gm_conn_read(c)
+        if rc == lib.GM_E_EOF:
+            break
+        assert rc >= 0, rc
+    assert rc == lib.GM_E_EOF
+    assert drain(c) == refproto.decode(wire)  # nothing was lost to the EOF
+
+
+def test_partial_packet_before_eof(pair):
+    c, _, peer = pair
+    whole = res(13, b"H:h:1", b"done")
+    peer.sendall(whole + res(13, b"H:h:2", b"cut off")[:15])
+    peer.close()
+    rcs = [lib.gm_conn_read(c) for _ in range(3)]
+    assert lib.GM_E_EOF in rcs
+    assert drain(c) == [(13, [b"H:h:1", b"done"])]  # the torn one is never handed out
+
+
+def test_reset_forgets_buffered_bytes(pair):
+    c, ours, peer = pair
+    peer.sendall(res(6) + res(10)[:5])
+    lib.gm_conn_read(c)
+    lib.gm_conn_pack4(c, 9, 0, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0)
+    lib.gm_conn_reset(c, ours.fileno())
+    assert lib.gm_conn_write_pending(c) == 0
+    assert drain(c) == []
+    assert (c.fd, c.err_no) == (ours.fileno(), 0)
+
+
+def test_flood_of_small_packets_is_read_in_bounded_steps(pair):
+    c, ours, peer = pair
+    grow_sndbuf(peer, 64 * MIB)  # let the kernel hold far more than one read's budget
+    one = res(28, b"H:h:1", b"y" * 100)
+    count = 20 * MIB // len(one)
+    sender = in_thread(peer.sendall, one * count)
+    out, reads = pump(c, ours, count, timeout=60)
+    finish(sender)
+    assert len(out) == count and out[-1] == (28, [b"H:h:1", b"y" * 100])
+    most = max(reads)
+    assert most <= READ_BOUND, f"one gm_conn_read took {most} bytes (bound {READ_BOUND})"
+
+
+def test_read_ahead_behind_a_big_packet_is_bounded(pair):
+    # The buffer may hold the big packet being assembled plus one budget of read-ahead, not
+    # whatever else fits in the block the big packet made the buffer grow to.
+    c, ours, peer = pair
+    if grow_sndbuf(peer, 64 * MIB) < 8 * MIB:
+        pytest.skip("the kernel will not queue enough bytes to overfill one read")
+    big = res(13, b"H:h:1", b"x" * (2 * MIB + 1000))
+    small = res(28, b"H:h:1", b"y" * 100)
+    rest = small * (4 * MIB // len(small))
+    want = refproto.decode(big + rest)
+    peer.sendall(big + rest)  # all queued in the kernel before the first read
+    first, limit = lib.gm_conn_read(c), len(big) + READ_BOUND
+    assert first > 0
+    out, _ = pump(c, ours, len(want))
+    assert out == want  # the data itself is intact either way
+    assert first <= limit, (
+        f"one gm_conn_read took {first} bytes: a {len(big)}-byte packet plus "
+        f"{first - len(big)} bytes of read-ahead (budget {lib.GM_READ_BUDGET})")
