@@ -24,8 +24,10 @@ from ._worker import HANDLERS as _WORKER_HANDLERS, Worker
 __all__ = ["Gearman"]
 
 # Admin commands whose reply is a block ending in ".\n" (PROTOCOL.md 7).
-_BLOCK_COMMANDS = {("status",), ("workers",), ("prioritystatus",), ("show", "jobs"),
-                   ("show", "unique", "jobs")}
+# gearmand 1.1.20 answers these three with a block whatever words follow
+# ("status x" too) [probe]; "show" only with exactly these arguments.
+_BLOCK_COMMANDS = {b"status", b"workers", b"prioritystatus"}
+_BLOCK_SHOW_ARGS = ([b"jobs"], [b"unique", b"jobs"])
 unpack = ffi.unpack
 
 
@@ -235,8 +237,12 @@ class Gearman(Worker, Connection):
         if b"\r" in cmd or b"\n" in cmd or b"\0" in cmd:
             raise ValueError("admin command must not hold CR, LF or NUL")
         _args.callback(cb)
-        words = tuple(cmd.decode("utf-8", "replace").lower().split())
-        kind = K_TEXT_BLOCK if words in _BLOCK_COMMANDS else K_TEXT_LINE
+        # Split as gearmand does: on runs of spaces only (a tab is part of a
+        # word), a leading space making the command word empty; ASCII case-blind.
+        head, *rest = cmd.lower().split(b" ")
+        rest = [w for w in rest if w]
+        block = head in _BLOCK_COMMANDS or (head == b"show" and rest in _BLOCK_SHOW_ARGS)
+        kind = K_TEXT_BLOCK if block else K_TEXT_LINE
         # CRLF: gearmand trims two bytes off some lines (PROTOCOL.md 7).
         self._send(None, cmd + b"\r\n", Entry(kind, cb))
 
