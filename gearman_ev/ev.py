@@ -359,7 +359,9 @@ class Watcher:
         self._release()
 
     def _stop_in(self, ptr):
-        if lib.gm_ev_is_active(self._w):
+        # Pending counts too: a one-shot timer that expired this iteration is
+        # inactive but pending, and only ev_*_stop clears its queued event.
+        if lib.gm_ev_is_active(self._w) or lib.gm_ev_is_pending(self._w):
             type(self)._stop_fn(ptr, self._w)
 
     def _release(self):

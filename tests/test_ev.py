@@ -1,0 +1,978 @@
+"""gearman_ev.ev: the libev binding, checked against API.md section 1.
+
+Every wait is bounded: run_until(), a guard timer, or (where a guard timer
+would itself keep the loop alive) a SIGALRM that stops the loop. Timing is
+asserted only as generous lower bounds ("did not fire early").
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import math
+import os
+import select
+import signal
+import socket
+import threading
+import time
+import weakref
+
+import pytest
+
+from gearman_ev import ev
+from tests.conftest import run_until
+
+
+def noop(w, revents):
+    pass
+
+
+# ===== Helpers =====
+
+@contextlib.contextmanager
+def guard(loop, seconds=5.0):
+    """A timer that breaks the loop if the test's own exit never comes."""
+    fired = []
+
+    def on_guard(w, revents):
+        fired.append(True)
+        loop.stop(ev.EVBREAK_ALL)
+
+    g = loop.timer(seconds, 0, on_guard)
+    g.start()
+    try:
+        yield fired
+    finally:
+        g.stop()
+    assert not fired, f"guard: loop still running after {seconds}s"
+
+
+@contextlib.contextmanager
+def alarm_guard(loop, seconds=5.0):
+    """Like guard(), without an active watcher of its own: a SIGALRM whose
+    handler stops the loop (it runs through the loop's wakeup fd)."""
+    fired = []
+
+    def on_alarm(signum, frame):
+        fired.append(signum)
+        loop.stop(ev.EVBREAK_ALL)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield fired
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not fired, f"alarm guard: loop still running after {seconds}s"
+
+
+@pytest.fixture
+def pair():
+    """A connected socketpair, closed after the test."""
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def reap(pid, timeout=10.0):
+    """waitpid with a deadline; SIGKILL a child that overstays."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
+
+
+def read_child(rfd, pid, timeout=10.0):
+    """Everything the child writes to rfd until it exits; bounded."""
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([rfd], [], [], left)[0]:
+                break
+            chunk = os.read(rfd, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(rfd)
+    return b"".join(chunks), reap(pid)
+
+
+def in_child(body, timeout=10.0):
+    """Run body() in a forked child; return (bytes it returned, wait status).
+
+    The child always leaves through os._exit, so pytest never runs twice."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(rfd)
+            try:
+                out = body()
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                out = b"child raised " + repr(exc).encode()
+            os.write(wfd, out)
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    return read_child(rfd, pid, timeout)
+
+
+def use_loop(loop):
+    """In a child: drive ``loop`` with a timer and an Io on a fresh pipe."""
+    rfd, wfd = os.pipe()
+    got = []
+
+    def on_read(w, revents):
+        got.append(os.read(w.fd, 1))
+        w.stop()
+
+    loop.io(rfd, ev.EV_READ, on_read).start()
+    loop.timer(0.01, 0, lambda w, r: os.write(wfd, b"x")).start()
+    run_until(loop, lambda: got, timeout=5, what="timer + io in the child")
+    return b"ok" if got == [b"x"] else b"child got " + repr(got).encode()
+
+
+# ===== Loops =====
+
+def test_default_loop_is_a_singleton():
+    assert ev.default_loop() is ev.default_loop()
+    assert isinstance(ev.default_loop(), ev.Loop)
+
+
+def test_loops_are_independent(loop):
+    other = ev.Loop()
+    assert other is not loop and other is not ev.default_loop()
+    mine, theirs = [], []
+    loop.timer(0, 0, lambda w, r: mine.append(r)).start()
+    t = other.timer(0, 0, lambda w, r: theirs.append(r))
+    t.start()
+    run_until(loop, lambda: mine)
+    assert theirs == []  # running one loop leaves the other's watchers alone
+    assert t.active
+    run_until(other, lambda: theirs)
+
+
+def test_now_is_cached_until_update(loop):
+    loop.start(ev.EVRUN_NOWAIT)
+    before = loop.now()
+    time.sleep(0.05)
+    assert loop.now() == before  # cached: nothing ran
+    loop.update()
+    assert loop.now() >= before + 0.04
+
+
+def test_start_returns_when_no_watcher_is_active(loop):
+    with alarm_guard(loop):
+        assert not loop.start()  # nothing to do: returns at once
+        fired = []
+        loop.timer(0.01, 0, lambda w, r: fired.append(r)).start()
+        # The loop's internal wakeup Io must not count as a watcher.
+        assert not loop.start()
+    assert fired == [ev.EV_TIMER]
+
+
+def test_stop_from_a_callback_returns_from_start(loop):
+    calls = []
+
+    def cb(w, revents):
+        calls.append(revents)
+        if len(calls) == 3:
+            loop.stop()
+
+    t = loop.timer(0.01, 0.01, cb)
+    t.start()
+    with guard(loop):
+        assert loop.start()  # watchers are still active
+    assert len(calls) == 3
+    assert t.active
+    t.stop()
+
+
+@pytest.mark.parametrize("how, breaker_calls", [(ev.EVBREAK_ONE, 2), (ev.EVBREAK_ALL, 1)])
+def test_break_one_leaves_only_the_innermost_start(loop, how, breaker_calls):
+    # nested: a callback runs loop.start() again; the breaker ends the inner
+    # run with `how`. EVBREAK_ONE lets the outer run go on (the breaker fires a
+    # second time, from it); EVBREAK_ALL ends both.
+    calls = []
+    inner_returned = []
+
+    def breaker(w, revents):
+        calls.append(revents)
+        loop.stop(how if len(calls) == 1 else ev.EVBREAK_ONE)
+
+    def nest(w, revents):
+        loop.start()
+        inner_returned.append(True)
+
+    b = loop.timer(0.02, 0.02, breaker)
+    b.start()
+    loop.timer(0, 0, nest).start()
+    with guard(loop):
+        loop.start()
+    b.stop()
+    assert inner_returned == [True]
+    assert len(calls) == breaker_calls
+
+
+def test_run_once_returns_after_one_event(loop):
+    calls = []
+
+    def cb(w, revents):
+        calls.append(revents)
+        if len(calls) == 3:  # bound: without EVRUN_ONCE start() ends here
+            w.stop()
+
+    t = loop.timer(0.01, 0.01, cb)
+    t.start()
+    assert loop.start(ev.EVRUN_ONCE)
+    assert calls == [ev.EV_TIMER]
+    t.stop()
+
+
+def test_run_nowait_does_not_block(loop, pair):
+    late = []
+
+    def on_late(w, revents):  # bound: without EVRUN_NOWAIT start() waits for this
+        late.append(revents)
+        loop.stop(ev.EVBREAK_ALL)
+
+    t = loop.timer(5, 0, on_late)
+    t.start()
+    assert loop.start(ev.EVRUN_NOWAIT)
+    assert late == []
+    # ...but it does run what is ready now.
+    got = []
+    io = loop.io(pair[0], ev.EV_WRITE, lambda w, r: got.append(r))
+    io.start()
+    for _ in range(10):  # the first iteration may only register the fd
+        loop.start(ev.EVRUN_NOWAIT)
+        if got:
+            break
+    io.stop()
+    t.stop()
+    assert got and got[0] & ev.EV_WRITE
+    assert late == []
+
+
+# ===== Io =====
+
+def test_io_read_fires_when_data_arrives(loop, pair):
+    a, b = pair
+    got = []
+    w = loop.io(a.fileno(), ev.EV_READ, lambda w, r: got.append((w, r, a.recv(100))))
+    w.start()
+    for _ in range(5):
+        loop.start(ev.EVRUN_NOWAIT)
+    assert got == []  # nothing to read yet
+    b.send(b"hello")
+    run_until(loop, lambda: got)
+    w.stop()
+    watcher, revents, data = got[0]
+    assert watcher is w  # callback(watcher, revents) gets the watcher itself
+    assert revents & ev.EV_READ
+    assert data == b"hello"
+
+
+def test_io_write_fires(loop, pair):
+    got = []
+    w = loop.io(pair[0].fileno(), ev.EV_WRITE, lambda w, r: got.append((w, r)))
+    w.start()
+    run_until(loop, lambda: got)
+    w.stop()
+    assert got[0][0] is w
+    assert got[0][1] & ev.EV_WRITE
+
+
+class _HasFileno:
+    def __init__(self, fd):
+        self._fd = fd
+
+    def fileno(self):
+        return self._fd
+
+
+@pytest.mark.parametrize("form", ["int", "socket", "fileno-object"])
+def test_io_accepts_int_or_fileno_object(loop, pair, form):
+    a, b = pair
+    fd = {"int": a.fileno(), "socket": a, "fileno-object": _HasFileno(a.fileno())}[form]
+    got = []
+    w = loop.io(fd, ev.EV_READ, lambda w, r: got.append(r))
+    assert w.fd == a.fileno()
+    w.start()
+    b.send(b"x")
+    run_until(loop, lambda: got)
+    w.stop()
+    assert got[0] & ev.EV_READ
+
+
+def test_io_set_while_stopped_moves_the_watcher(loop, pair):
+    a, b = pair
+    c, d = socket.socketpair()
+    try:
+        got = []
+        w = loop.io(a, ev.EV_READ, lambda w, r: got.append(w.fd))
+        w.set(c, ev.EV_READ)
+        assert (w.fd, w.events) == (c.fileno(), ev.EV_READ)
+        w.start()
+        b.send(b"x")  # the old fd: must not wake the watcher any more
+        for _ in range(5):
+            loop.start(ev.EVRUN_NOWAIT)
+        assert got == []
+        d.send(b"y")
+        run_until(loop, lambda: got)
+        w.stop()
+        assert got[0] == c.fileno()
+        w.set(c, ev.EV_READ | ev.EV_WRITE)
+        assert w.events == ev.EV_READ | ev.EV_WRITE
+    finally:
+        c.close()
+        d.close()
+
+
+def test_set_on_an_active_watcher_raises(loop, pair):
+    io = loop.io(pair[0], ev.EV_READ, noop)
+    io.start()
+    with pytest.raises(ev.Error):
+        io.set(pair[1], ev.EV_READ)
+    assert io.fd == pair[0].fileno()
+    io.stop()
+    t = loop.timer(1, 0, noop)
+    t.start()
+    with pytest.raises(ev.Error):
+        t.set(2, 0)
+    t.stop()
+    t.set(2, 0)  # fine once stopped
+
+
+def test_watcher_attributes_read_and_write(loop):
+    first, second = [], []
+    t = loop.timer(0, 0, lambda w, r: first.append(r), data="d1", priority=1)
+    assert t.data == "d1" and t.priority == 1 and t.active is False
+    t.data = {"k": 1}
+    t.priority = ev.EV_MAXPRI
+    assert t.data == {"k": 1} and t.priority == ev.EV_MAXPRI
+    def cb(w, revents):
+        second.append(w.data)
+
+    t.callback = cb
+    assert t.callback is cb
+    t.start()
+    assert t.active is True
+    run_until(loop, lambda: second)
+    assert first == [] and second == [{"k": 1}]  # the new callback ran
+    assert t.active is False  # a one-shot timer stops when it fires
+    with pytest.raises(TypeError):
+        t.callback = "not callable"
+
+
+def test_io_stop_inside_its_own_callback(loop, pair):
+    a, b = pair
+    calls = []
+
+    def cb(w, revents):
+        calls.append(revents)
+        w.stop()  # the data stays unread: a live watcher would fire again
+
+    w = loop.io(a, ev.EV_READ, cb)
+    w.start()
+    b.send(b"x")
+    run_until(loop, lambda: calls)
+    for _ in range(5):
+        loop.start(ev.EVRUN_NOWAIT)
+    assert len(calls) == 1
+    assert not w.active
+
+
+def test_stop_drops_an_event_already_pending(loop, pair):
+    # The classic "reply and timeout in the same iteration": the reply's
+    # callback runs first (priority), cancels the expired one-shot timeout and
+    # re-arms it. The old expiry must not be delivered.
+    a, b = pair
+    fired, seen = [], []
+    t = loop.timer(0.02, 0, lambda w, r: fired.append(r))
+
+    def on_reply(w, revents):
+        a.recv(10)
+        w.stop()
+        seen.append((t.pending, t.active))
+        t.stop()
+        t.set(10, 0)
+        t.start()
+
+    loop.io(a, ev.EV_READ, on_reply, priority=ev.EV_MAXPRI).start()
+    t.start()
+    b.send(b"reply")
+    time.sleep(0.1)  # both are due before the loop first polls
+    for _ in range(5):
+        loop.start(ev.EVRUN_NOWAIT)
+    assert seen == [(True, False)]  # the timeout expired in the reply's iteration
+    assert fired == []
+    assert t.active
+    t.stop()
+
+
+# ===== Timers =====
+
+def test_timers_fire_in_order_and_not_early(loop):
+    order = []
+    t0 = time.monotonic()
+    loop.timer(0.1, 0, lambda w, r: order.append(("late", w, r, time.monotonic()))).start()
+    loop.timer(0.01, 0, lambda w, r: order.append(("early", w, r, time.monotonic()))).start()
+    run_until(loop, lambda: len(order) == 2)
+    assert [o[0] for o in order] == ["early", "late"]
+    assert all(o[2] & ev.EV_TIMER and isinstance(o[1], ev.Timer) for o in order)
+    assert order[1][3] - t0 >= 0.08  # generous lower bound for after=0.1
+
+
+def test_timer_repeat(loop):
+    calls = []
+    t = loop.timer(0.01, 0.01, lambda w, r: calls.append(r))
+    t.start()
+    run_until(loop, lambda: len(calls) >= 3)
+    assert t.active  # a repeating timer stays started
+    assert t.repeat == 0.01
+    t.stop()
+    assert not t.active
+
+
+def test_timer_again_restarts_the_countdown(loop):
+    # A would fire at 0.2 and C at 0.25; B restarts A at 0.1, which moves A to 0.3.
+    order = []
+    a = loop.timer(0.2, 0.2, lambda w, r: (order.append("A"), w.stop()))
+    a.start()
+    loop.timer(0.1, 0, lambda w, r: (order.append("B"), a.again())).start()
+    loop.timer(0.25, 0, lambda w, r: order.append("C")).start()
+    run_until(loop, lambda: "A" in order)
+    assert order == ["B", "C", "A"]
+
+
+def test_timer_again_starts_a_stopped_timer_with_repeat(loop):
+    calls = []
+    t = loop.timer(30, 0.01, lambda w, r: calls.append(r))
+    t.again()  # uses repeat (0.01), not after (30)
+    assert t.active
+    run_until(loop, lambda: calls, timeout=5)
+    t.stop()
+    # again() on a timer whose repeat is 0 stops it.
+    t.set(30, 0)
+    t.start()
+    t.again()
+    assert not t.active
+
+
+def test_timer_remaining(loop):
+    fired = []
+    t = loop.timer(0.3, 0, lambda w, r: fired.append(w.remaining))
+    assert t.remaining == 0.0  # never started
+    t.start()
+    assert 0 < t.remaining <= 0.3 + 1e-9  # float slack: (now + after) - now
+    t.stop()
+    assert t.remaining == 0.0
+    t.set(0.01, 0)
+    t.start()
+    run_until(loop, lambda: fired)
+    assert fired == [0.0]  # inactive by the time its callback runs
+    assert t.remaining == 0.0
+
+
+@pytest.mark.parametrize("how", ["start", "again"])
+def test_timer_started_while_idle_measures_from_now(loop, how):
+    # One iteration caches the loop's time; then the loop sits idle. Plain libev
+    # would measure a timer started now from that stale time and fire at once.
+    loop.start(ev.EVRUN_NOWAIT)
+    time.sleep(0.3)
+    fired = []
+
+    def cb(w, revents):
+        fired.append((loop.now(), time.monotonic()))
+        w.stop()
+
+    t = loop.timer(0.2, 0, cb) if how == "start" else loop.timer(30, 0.2, cb)
+    wall0, mono0 = time.time(), time.monotonic()  # ev_now() is wall-clock time
+    getattr(t, how)()
+    run_until(loop, lambda: fired)
+    now_at_fire, mono_at_fire = fired[0]
+    assert now_at_fire - wall0 >= 0.15
+    assert mono_at_fire - mono0 >= 0.15
+
+
+@pytest.mark.parametrize("bad", [-1, -0.001, math.nan, float("-inf")])
+def test_timer_negative_or_nan_is_value_error(loop, bad):
+    with pytest.raises(ValueError):
+        loop.timer(bad, 0, noop)
+    with pytest.raises(ValueError):
+        loop.timer(0, bad, noop)
+    t = loop.timer(1, 0, noop)
+    with pytest.raises(ValueError):
+        t.set(bad, 0)
+    with pytest.raises(ValueError):
+        t.set(0, bad)
+
+
+@pytest.mark.parametrize("bad", ["1", None, [1], b"1"])
+def test_timer_non_number_is_type_error(loop, bad):
+    with pytest.raises(TypeError):
+        loop.timer(bad, 0, noop)
+    with pytest.raises(TypeError):
+        loop.timer(0, bad, noop)
+
+
+@pytest.mark.parametrize("bad", [ev.EV_MINPRI - 1, ev.EV_MAXPRI + 1])
+def test_priority_out_of_range_is_value_error(loop, bad):
+    with pytest.raises(ValueError):
+        loop.timer(1, 0, noop, priority=bad)
+    t = loop.timer(1, 0, noop)
+    with pytest.raises(ValueError):
+        t.priority = bad
+    assert t.priority == 0
+
+
+def test_setting_priority_on_an_active_watcher_raises(loop):
+    t = loop.timer(1, 0, noop, priority=1)
+    t.start()
+    with pytest.raises(ev.Error):
+        t.priority = 2
+    assert t.priority == 1
+    t.stop()
+    t.priority = 2
+    assert t.priority == 2
+
+
+# ===== Watcher lifetime =====
+
+def test_unreferenced_timer_still_fires(loop):
+    fired = []
+    loop.timer(0.01, 0, lambda w, r: fired.append(r)).start()
+    gc.collect()
+    run_until(loop, lambda: fired)
+    assert fired == [ev.EV_TIMER]
+
+
+def test_unreferenced_io_still_fires(loop, pair):
+    a, b = pair
+    got = []
+
+    def cb(w, revents):
+        got.append(a.recv(10))
+        w.stop()
+
+    loop.io(a.fileno(), ev.EV_READ, cb).start()
+    gc.collect()
+    b.send(b"x")
+    run_until(loop, lambda: got)
+    assert got == [b"x"]
+
+
+def test_fired_one_shot_timer_is_released(loop):
+    fired = []
+    t = loop.timer(0.01, 0, lambda w, r: fired.append(r))
+    t.start()
+    ref = weakref.ref(t)
+    del t
+    gc.collect()
+    assert ref() is not None  # held by the loop while active
+    run_until(loop, lambda: fired)
+    gc.collect()
+    assert ref() is None
+
+
+def test_one_shot_timer_restarted_by_its_callback_stays_held(loop):
+    fired = []
+
+    def cb(w, revents):
+        fired.append(revents)
+        if len(fired) == 1:
+            w.start()
+
+    t = loop.timer(0.01, 0, cb)
+    t.start()
+    ref = weakref.ref(t)
+    del t
+    run_until(loop, lambda: fired)
+    gc.collect()
+    assert ref() is not None and ref().active
+    run_until(loop, lambda: len(fired) == 2)
+    gc.collect()
+    assert ref() is None
+
+
+@pytest.mark.parametrize("kind", ["io", "timer", "signal"])
+def test_stopped_watcher_is_released(loop, pair, kind):
+    make = {
+        "io": lambda: loop.io(pair[0], ev.EV_READ, noop),
+        "timer": lambda: loop.timer(10, 10, noop),
+        "signal": lambda: loop.signal(signal.SIGUSR2, noop),
+    }[kind]
+    w = make()
+    w.start()
+    ref = weakref.ref(w)
+    del w
+    gc.collect()
+    assert ref() is not None and ref().active
+    ref().stop()
+    gc.collect()
+    assert ref() is None
+
+
+def test_dropped_loop_with_active_watchers_is_collected():
+    # loop <-> watcher is a cycle (loop._active, watcher.loop); gc must free it.
+    lp = ev.Loop()
+    a, b = socket.socketpair()
+    try:
+        lp.timer(10, 0, noop).start()
+        lp.io(a, ev.EV_READ, noop).start()
+        lp.start(ev.EVRUN_NOWAIT)
+        ref = weakref.ref(lp)
+        del lp
+        gc.collect()
+        assert ref() is None
+    finally:
+        a.close()
+        b.close()
+
+
+# ===== Priorities =====
+
+@pytest.mark.parametrize("high_first", [True, False], ids=["high-started-first", "low-started-first"])
+def test_higher_priority_timer_runs_first(loop, high_first):
+    order = []
+    high = loop.timer(0, 0, lambda w, r: order.append("high"), priority=ev.EV_MAXPRI)
+    low = loop.timer(0, 0, lambda w, r: order.append("low"), priority=ev.EV_MINPRI)
+    for w in ((high, low) if high_first else (low, high)):
+        w.start()
+    run_until(loop, lambda: len(order) == 2)
+    assert order == ["high", "low"]
+
+
+@pytest.mark.parametrize("high_is_first_pair", [True, False])
+def test_higher_priority_io_runs_first(loop, pair, high_is_first_pair):
+    c, d = socket.socketpair()
+    try:
+        order = []
+        (ha, hb), (la, lb) = (pair, (c, d)) if high_is_first_pair else ((c, d), pair)
+        h = loop.io(ha, ev.EV_READ, lambda w, r: (order.append("high"), w.stop()), priority=1)
+        lo = loop.io(la, ev.EV_READ, lambda w, r: (order.append("low"), w.stop()), priority=-1)
+        h.start()
+        lo.start()
+        hb.send(b"x")
+        lb.send(b"x")  # both ready before the loop polls: one iteration
+        run_until(loop, lambda: len(order) == 2)
+        assert order == ["high", "low"]
+    finally:
+        c.close()
+        d.close()
+
+
+# ===== Exceptions =====
+
+def test_callback_exception_is_logged_and_the_loop_goes_on(loop, caplog):
+    caplog.set_level(logging.ERROR, logger="gearman_ev")
+    later = []
+
+    def boom(w, revents):
+        raise ValueError("boom from a callback")
+
+    loop.timer(0, 0, boom).start()
+    loop.timer(0.05, 0, lambda w, r: later.append(r)).start()
+    run_until(loop, lambda: later)  # would raise if the ValueError escaped
+    records = [r for r in caplog.records if r.name == "gearman_ev" and r.exc_info]
+    assert len(records) == 1
+    exc_type, exc, tb = records[0].exc_info
+    assert exc_type is ValueError and str(exc) == "boom from a callback"
+    assert tb is not None
+    assert "in boom" in caplog.text  # the traceback reaches the log
+
+
+def test_io_callback_exception_is_logged(loop, pair, caplog):
+    caplog.set_level(logging.ERROR, logger="gearman_ev")
+    calls = []
+
+    def boom(w, revents):
+        calls.append(revents)
+        w.stop()
+        raise RuntimeError("io boom")
+
+    loop.io(pair[0], ev.EV_WRITE, boom).start()
+    run_until(loop, lambda: calls)
+    assert any(r.exc_info and r.exc_info[0] is RuntimeError for r in caplog.records)
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_interrupt_in_a_callback_stops_the_loop_and_propagates(loop, exc_type):
+    calls = []
+
+    def cb(w, revents):
+        calls.append(revents)
+        raise exc_type()
+
+    t = loop.timer(0.01, 0.01, cb)  # repeating: alone it keeps the loop running
+    t.start()
+    with guard(loop), pytest.raises(exc_type):
+        loop.start()
+    assert len(calls) == 1
+    t.stop()
+    # Nothing stays parked: the next run is a normal one.
+    done = []
+    loop.timer(0, 0, lambda w, r: done.append(r)).start()
+    with alarm_guard(loop):
+        assert not loop.start()
+    assert done == [ev.EV_TIMER]
+
+
+@contextlib.contextmanager
+def sigint_in(seconds):
+    """Send the process a real SIGINT from another thread after `seconds`."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    killer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    killer.start()
+    try:
+        yield
+    finally:
+        killer.cancel()
+        killer.join()
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_real_sigint_interrupts_a_blocked_loop(loop):
+    long = loop.timer(30, 0, noop)
+    long.start()
+    try:
+        t0 = time.monotonic()
+        with sigint_in(0.2), pytest.raises(KeyboardInterrupt):
+            loop.start()
+        assert time.monotonic() - t0 < 5  # not held up until the 30 s timer
+    finally:
+        long.stop()
+
+
+def test_real_sigint_after_a_nested_start(loop):
+    # A nested start() must not take the outer run's Ctrl-C wakeup with it.
+    def nest(w, revents):
+        loop.timer(0.01, 0, lambda w, r: loop.stop()).start()
+        loop.start()
+
+    long = loop.timer(30, 0, noop)
+    long.start()
+    loop.timer(0, 0, nest).start()
+    try:
+        t0 = time.monotonic()
+        with sigint_in(0.3), pytest.raises(KeyboardInterrupt):
+            loop.start()
+        assert time.monotonic() - t0 < 5
+    finally:
+        long.stop()
+
+
+# ===== Signals =====
+
+@contextlib.contextmanager
+def python_handler(signum):
+    """A Python handler for signum (instead of its default action, which could
+    kill the test run), restored afterwards. Yields the signals it caught."""
+    caught = []
+    previous = signal.signal(signum, lambda s, f: caught.append(s))
+    try:
+        yield caught
+    finally:
+        signal.signal(signum, previous)
+
+
+def test_signal_watcher_fires(loop):
+    with python_handler(signal.SIGUSR1) as caught:
+        got = []
+        w = loop.signal(signal.SIGUSR1, lambda w, r: got.append((w, r)))
+        assert w.signum == signal.SIGUSR1
+        w.start()
+        try:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            run_until(loop, lambda: got)
+        finally:
+            w.stop()
+        assert got[0][0] is w and got[0][1] & ev.EV_SIGNAL
+        assert caught == []  # libev had the signal, not Python
+
+
+def test_signal_stop_restores_the_python_handler():
+    # In a child: if the restore were missing, SIGUSR1 would fall back to its
+    # default action and kill the process.
+    def body():
+        caught = []
+        signal.signal(signal.SIGUSR1, lambda s, f: caught.append(s))
+        lp = ev.Loop()
+        got = []
+        w = lp.signal(signal.SIGUSR1, lambda w, r: got.append(r))
+        w.start()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        run_until(lp, lambda: got, timeout=5)
+        w.stop()
+        if caught:
+            return b"python handler ran while libev owned the signal"
+        os.kill(os.getpid(), signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while not caught and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return b"ok" if caught == [signal.SIGUSR1] and len(got) == 1 else b"not restored"
+
+    out, status = in_child(body)
+    assert os.WIFEXITED(status), f"child killed by signal {os.WTERMSIG(status)}"
+    assert out == b"ok"
+
+
+def test_signal_on_a_second_loop_is_refused(loop):
+    other = ev.Loop()
+    with python_handler(signal.SIGUSR1):
+        a = loop.signal(signal.SIGUSR1, noop)
+        a.start()
+        b = other.signal(signal.SIGUSR1, noop)
+        try:
+            with pytest.raises(ev.Error):
+                b.start()
+            assert not b.active
+            c = loop.signal(signal.SIGUSR1, noop)  # the same loop may add more
+            c.start()
+            c.stop()
+        finally:
+            a.stop()
+        b.start()  # once the first loop let go, another may take the signal
+        assert b.active
+        b.stop()
+
+
+# ===== Fork =====
+
+@pytest.mark.parametrize("which", ["new", "default"])
+def test_child_goes_on_using_a_loop_made_before_fork(which):
+    lp = ev.Loop() if which == "new" else ev.default_loop()
+    # Give the loop real backend state before the fork: an active Io, polled.
+    prd, pwr = os.pipe()
+    inherited = lp.io(prd, ev.EV_READ, lambda w, r: (os.read(w.fd, 1), w.stop()))
+    inherited.start()
+    lp.start(ev.EVRUN_NOWAIT)
+    try:
+        def body():
+            os.write(pwr, b"p")  # the watcher inherited from the parent fires too
+            result = use_loop(lp)
+            run_until(lp, lambda: not inherited.active, timeout=5, what="inherited io")
+            return result
+
+        out, status = in_child(body)
+        assert out == b"ok"
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        inherited.stop()
+        os.close(prd)
+        os.close(pwr)
+
+
+class _ForkSpy:
+    """Stands in for ev's `lib`, noting which loops got ev_loop_fork."""
+
+    def __init__(self, real):
+        self._real = real
+        self.forked = []
+
+    def ev_loop_fork(self, ptr):
+        self.forked.append(ptr)
+        self._real.ev_loop_fork(ptr)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def test_fork_runs_ev_loop_fork_on_every_loop(monkeypatch):
+    # libev on epoll often limps along without ev_loop_fork, so check the call.
+    lp = ev.Loop()
+    dflt = ev.default_loop()
+    spy = _ForkSpy(ev.lib)
+    monkeypatch.setattr(ev, "lib", spy)
+
+    def body():
+        missing = [name for name, loop in (("new", lp), ("default", dflt))
+                   if not any(p == loop._ptr for p in spy.forked)]
+        return b"ok" if not missing else f"no ev_loop_fork: {missing}".encode()
+
+    out, _ = in_child(body)
+    assert out == b"ok"
+
+
+def test_fork_inside_a_callback(loop):
+    # The child returns from the callback into the running loop, leaves
+    # start() normally and keeps using the loop.
+    parent = os.getpid()
+    rfd, wfd = os.pipe()
+    pids = []
+
+    def forker(w, revents):
+        pid = os.fork()
+        if pid:
+            pids.append(pid)
+        loop.stop()
+
+    loop.timer(0, 0, forker).start()
+    out = b"child did not report"
+    try:
+        with guard(loop):
+            loop.start()
+        if os.getpid() != parent:
+            out = use_loop(loop)
+    except BaseException as exc:  # in the child: reported to the parent
+        if os.getpid() == parent:
+            raise
+        out = b"child raised " + repr(exc).encode()
+    finally:
+        if os.getpid() != parent:
+            try:
+                os.write(wfd, out)
+            finally:
+                os._exit(0)
+    os.close(wfd)
+    assert pids, "fork did not happen"
+    out, status = read_child(rfd, pids[0])
+    assert out == b"ok"
+    assert os.WIFEXITED(status)
+
+
+# ===== Bad arguments =====
+
+def test_io_negative_fd_is_value_error(loop):
+    with pytest.raises(ValueError):
+        loop.io(-1, ev.EV_READ, noop)
+    with pytest.raises(ValueError):
+        loop.io(_HasFileno(-1), ev.EV_READ, noop)
+
+
+@pytest.mark.parametrize("events", [0, ev.EV_TIMER, ev.EV_READ | ev.EV_SIGNAL, 0x80, -1])
+def test_io_bad_events_is_value_error(loop, pair, events):
+    with pytest.raises(ValueError):
+        loop.io(pair[0], events, noop)
+    w = loop.io(pair[0], ev.EV_READ, noop)
+    with pytest.raises(ValueError):
+        w.set(pair[0], events)
+
+
+@pytest.mark.parametrize("kind", ["io", "timer", "signal"])
+@pytest.mark.parametrize("callback", [None, 42, "cb"])
+def test_non_callable_callback_is_type_error(loop, pair, kind, callback):
+    with pytest.raises(TypeError):
+        if kind == "io":
+            loop.io(pair[0], ev.EV_READ, callback)
+        elif kind == "timer":
+            loop.timer(1, 0, callback)
+        else:
+            loop.signal(signal.SIGUSR1, callback)
+
+
+@pytest.mark.parametrize("signum", [0, -1, signal.NSIG, signal.NSIG + 100])
+def test_signal_bad_signum_is_value_error(loop, signum):
+    with pytest.raises(ValueError):
+        loop.signal(signum, noop)
