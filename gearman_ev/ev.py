@@ -69,11 +69,21 @@ def version():
 
 # Loops inside ev_run() right now, innermost last: where an exception that
 # arrives before any Python frame of ours can catch it (onerror) is parked.
-_running: list[Loop] = []
+_tls = threading.local()
+
+
+def _running() -> list:
+    """This thread's loops inside ev_run(), innermost last."""
+    try:
+        return _tls.running
+    except AttributeError:
+        _tls.running = []
+        return _tls.running
 
 
 def _park(exc: BaseException) -> None:
-    loop = _running[-1] if _running else None
+    running = _running()
+    loop = running[-1] if running else None
     if loop is None:
         log.error("exception in a gearman_ev callback", exc_info=exc)
         return
@@ -152,11 +162,12 @@ class Loop:
         # would stop the shared Io on its way out, leaving the outer run deaf.
         restore = self._install_wakeup() if self._depth == 0 else None
         self._depth += 1
-        _running.append(self)
+        running = _running()
+        running.append(self)
         try:
             more = lib.ev_run(self._ptr, flags)
         finally:
-            _running.remove(self)
+            running.remove(self)
             self._depth -= 1
             if restore is not None:
                 restore()
