@@ -19,14 +19,15 @@ INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 # ===== Argument conversion =====
 
 def payload(value, what="payload"):
-    """bytes-like or str -> something gm_pack4 takes without a copy."""
+    """bytes-like or str -> bytes, or a char[] view of the caller's buffer:
+    both go to gm_pack4 as is, and len() of either counts bytes."""
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, (bytearray, memoryview)):
         view = memoryview(value)
-        return view if view.c_contiguous else view.tobytes()
+        return ffi.from_buffer(view) if view.c_contiguous else view.tobytes()
     raise TypeError(f"{what} must be bytes, bytearray, memoryview or str, "
                     f"not {type(value).__name__}")
 

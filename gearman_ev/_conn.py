@@ -53,6 +53,9 @@ ANSWERS = {
     lib.GM_CMD_JOB_ASSIGN_ALL: (K_GRAB,),
 }
 
+_pack4 = lib.gm_conn_pack4
+_NULL = ffi.NULL
+
 _UNIX_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
 
@@ -211,6 +214,11 @@ class Connection:
             self._max_reconnect_attempts = max_attempts
         if not self._reconnect_enabled:
             self._reconnect_timer.stop()
+            if self._state == WAITING:
+                # The pending reconnect is cancelled: nothing will send what
+                # waited for it (rule 1), and new requests are refused.
+                self._state = DISCONNECTED
+                self._drain(_errors.DISCONNECTED, waiting=True)
 
     @property
     def pending_count(self) -> int:
@@ -501,12 +509,18 @@ class Connection:
             lib.gm_conn_append(self._c, args, len(args))
             self._push(entry)
             return
+        # Arguments are bytes or char[] cdata (see _args.payload): both pass
+        # to C without a copy.
         n = len(args)
-        a = [ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0]
-        for i, arg in enumerate(args):
-            a[2 * i] = arg if isinstance(arg, bytes) else ffi.from_buffer(arg)
-            a[2 * i + 1] = len(arg)
-        rc = lib.gm_conn_pack4(self._c, cmd, n, *a)
+        if n == 3:  # submissions: the hot path
+            a0, a1, a2 = args
+            rc = _pack4(self._c, cmd, 3, a0, len(a0), a1, len(a1), a2, len(a2), _NULL, 0)
+        else:
+            a = [_NULL, 0, _NULL, 0, _NULL, 0, _NULL, 0]
+            for i, arg in enumerate(args):
+                a[2 * i] = arg
+                a[2 * i + 1] = len(arg)
+            rc = _pack4(self._c, cmd, n, *a)
         if rc != 0:
             raise MemoryError(_errors.message(rc))
         if entry is not None:

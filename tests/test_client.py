@@ -4,6 +4,7 @@ pipelining, coalescing, status, job timeouts, exceptions, the packet cap,
 argument checks, and command_timeout."""
 from __future__ import annotations
 
+import array
 import socket
 import struct
 import threading
@@ -371,7 +372,9 @@ def test_localhost_name_resolves(loop, gearmand):
     (bytearray(b"ba\0rr"), b"ba\0rr"),
     (memoryview(b"xxmemviewxx")[2:-2], b"memview"),
     (memoryview(b"a-b-c-")[::2], b"abc"),
-], ids=["all-bytes", "nuls", "empty", "str", "bytearray", "memoryview", "strided"])
+    # A view of 4-byte items: what is sent is its bytes, not its item count.
+    (memoryview(array.array("i", [1, 2, 3])), array.array("i", [1, 2, 3]).tobytes()),
+], ids=["all-bytes", "nuls", "empty", "str", "bytearray", "memoryview", "strided", "int-items"])
 def test_echo_round_trip(loop, new, payload, expect):
     g = new()
     result, err = ask(loop, g.echo, payload)
