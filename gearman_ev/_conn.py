@@ -25,7 +25,7 @@ import weakref
 from . import _errors, ev
 from ._ffi import ffi, lib
 
-__all__ = ["Connection", "Entry"]
+__all__ = ["Connection", "Entry", "Submission", "Attached"]
 
 log = logging.getLogger("gearman_ev")
 
@@ -62,12 +62,54 @@ _UNIX_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 class Entry:
     """One request awaiting its reply: what kind, whom to tell."""
 
-    __slots__ = ("kind", "cb", "sub")
+    __slots__ = ("kind", "cb")
 
-    def __init__(self, kind, cb, sub=None):
+    def __init__(self, kind, cb):
         self.kind = kind
         self.cb = cb
-        self.sub = sub  # the _Submission of a foreground job
+
+
+class Submission(Entry):
+    """A foreground job, from submit to its one terminal callback: its own
+    FIFO entry until JOB_CREATED, then listed in ``_active`` by handle."""
+
+    __slots__ = ("on_data", "on_warning", "on_status", "on_exception",
+                 "timer", "done", "handle")
+
+    def __init__(self, cb, on_data, on_warning, on_status, on_exception):
+        self.kind = K_SUBMIT
+        self.cb = cb
+        self.on_data = on_data
+        self.on_warning = on_warning
+        self.on_status = on_status
+        self.on_exception = on_exception
+        self.timer = None
+        self.done = False
+        self.handle = None
+
+
+class Attached:
+    """The submissions of this connection attached to one handle, in arrival
+    order; the k-th copy of an event goes to the k-th (PROTOCOL.md 4.2)."""
+
+    __slots__ = ("subs", "turn")
+
+    def __init__(self, subs):
+        self.subs = subs
+        self.turn = 0
+
+    def next_sub(self):
+        sub = self.subs[self.turn]
+        self.turn = (self.turn + 1) % len(self.subs)
+        return sub
+
+    def retire(self, sub):
+        i = self.subs.index(sub)
+        del self.subs[i]
+        if i < self.turn:
+            self.turn -= 1
+        if self.turn >= len(self.subs):
+            self.turn = 0
 
 
 def _weak_method(obj, func):
@@ -472,15 +514,15 @@ class Connection:
             entries = []
         for entry in pending:
             self._fail_entry(entry, err)
-        for attached in active.values():
-            for sub in attached.subs:
+        for item in active.values():
+            for sub in item.subs if type(item) is Attached else (item,):
                 self._finish_sub(sub, None, err)
         for entry in entries:
             self._fail_entry(entry, err)
 
     def _fail_entry(self, entry, err):
-        if entry.sub is not None:
-            self._finish_sub(entry.sub, None, err)
+        if entry.kind == K_SUBMIT:
+            self._finish_sub(entry, None, err)
         elif entry.cb is not None:
             self._call(entry.cb, None, err)
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import weakref
 
-from . import _errors, ev
-from ._conn import (K_ALL_YOURS, K_ECHO, K_MARKER, K_OPTION, K_STATUS, K_STATUS_UNIQUE, K_SUBMIT,
-                    K_SUBMIT_BG, K_TEXT_BLOCK, K_TEXT_LINE, Connection, Entry)
-from . import _args
+from . import _args, _errors, ev
 from ._args import arg_str as _str
+from ._conn import (K_ALL_YOURS, K_ECHO, K_MARKER, K_OPTION, K_STATUS, K_STATUS_UNIQUE,
+                    K_SUBMIT_BG, K_TEXT_BLOCK, K_TEXT_LINE, Attached, Connection, Entry,
+                    Submission)
 from ._ffi import ffi, lib
 from ._worker import HANDLERS as _WORKER_HANDLERS, Worker
 
@@ -30,49 +30,6 @@ _BLOCK_COMMANDS = {b"status", b"workers", b"prioritystatus"}
 _BLOCK_SHOW_ARGS = ([b"jobs"], [b"unique", b"jobs"])
 unpack = ffi.unpack
 
-
-
-# ===== Foreground submissions =====
-
-class _Submission:
-    """A foreground job from submit to its one terminal callback."""
-
-    __slots__ = ("cb", "on_data", "on_warning", "on_status", "on_exception",
-                 "timer", "done", "handle")
-
-    def __init__(self, cb, on_data, on_warning, on_status, on_exception):
-        self.cb = cb
-        self.on_data = on_data
-        self.on_warning = on_warning
-        self.on_status = on_status
-        self.on_exception = on_exception
-        self.timer = None
-        self.done = False
-        self.handle = None
-
-
-class _Attached:
-    """The submissions of this connection attached to one handle, in arrival
-    order; the k-th copy of an event goes to the k-th (PROTOCOL.md 4.2)."""
-
-    __slots__ = ("subs", "turn")
-
-    def __init__(self):
-        self.subs = []
-        self.turn = 0
-
-    def next_sub(self):
-        sub = self.subs[self.turn]
-        self.turn = (self.turn + 1) % len(self.subs)
-        return sub
-
-    def retire(self, sub):
-        i = self.subs.index(sub)
-        del self.subs[i]
-        if i < self.turn:
-            self.turn -= 1
-        if self.turn >= len(self.subs):
-            self.turn = 0
 
 
 class Gearman(Worker, Connection):
@@ -135,13 +92,14 @@ class Gearman(Worker, Connection):
         unique = _args.unique(unique)
         workload = _args.payload(workload, "workload")
         _args.callback(cb)
-        for name, h in (("on_data", on_data), ("on_warning", on_warning),
-                        ("on_status", on_status), ("on_exception", on_exception)):
-            _args.callback(h, name)
-        timeout = _args.timeout(timeout)
+        if on_data or on_warning or on_status or on_exception:
+            for name, h in (("on_data", on_data), ("on_warning", on_warning),
+                            ("on_status", on_status), ("on_exception", on_exception)):
+                _args.callback(h, name)
+        timeout = _args.timeout(timeout) if timeout is not None else 0.0
         _args.check_size(func, unique, workload)
-        sub = _Submission(cb, on_data, on_warning, on_status, on_exception)
-        self._send(cmd, (func, unique, workload), Entry(K_SUBMIT, None, sub))
+        sub = Submission(cb, on_data, on_warning, on_status, on_exception)
+        self._send(cmd, (func, unique, workload), sub)
         if timeout:
             sub.timer = ev.Timer(timeout, 0, self._loop, _job_timeout(self, sub))
             sub.timer.start()
@@ -288,29 +246,43 @@ class Gearman(Worker, Connection):
         entry = self._pop(lib.GM_CMD_JOB_CREATED)
         if entry is None:
             return
-        handle = _str(pkt, 0)
+        # Handles stay bytes inside: the key of _active, never decoded per event.
+        handle = unpack(pkt.arg[0], pkt.len[0])
         if entry.kind == K_SUBMIT_BG:
             if entry.cb is not None:
-                self._call(entry.cb, handle, None)
+                self._call(entry.cb, handle.decode("utf-8", "surrogateescape"), None)
             return
-        sub = entry.sub
-        sub.handle = handle
-        attached = self._active.get(handle)
-        if attached is None:
-            attached = self._active[handle] = _Attached()
-        attached.subs.append(sub)
-        if not sub.done:
+        entry.handle = handle
+        if not entry.done:
             self._nactive += 1
+        active = self._active
+        other = active.get(handle)
+        if other is None:
+            active[handle] = entry  # the common case: one submission per handle
+        elif type(other) is Attached:
+            other.subs.append(entry)
+        else:
+            active[handle] = Attached([other, entry])
 
-    def _event_sub(self, pkt):
-        """The submission the next copy of this work event belongs to."""
-        attached = self._active.get(_str(pkt, 0))
-        if attached is None:
-            return None, None
-        return attached, attached.next_sub()
+    def _event_sub(self, pkt, terminal):
+        """The submission the next copy of this work event belongs to; a
+        terminal copy also retires it from _active."""
+        handle = unpack(pkt.arg[0], pkt.len[0])
+        active = self._active
+        item = active.get(handle)
+        if item is None or type(item) is not Attached:
+            if terminal and item is not None:
+                del active[handle]
+            return item
+        sub = item.next_sub()
+        if terminal:
+            item.retire(sub)
+            if len(item.subs) == 1:
+                active[handle] = item.subs[0]
+        return sub
 
     def _on_work_data(self, pkt, handler_name="on_data"):
-        attached, sub = self._event_sub(pkt)
+        sub = self._event_sub(pkt, False)
         if sub is None or sub.done:
             return
         handler = getattr(sub, handler_name)
@@ -321,20 +293,15 @@ class Gearman(Worker, Connection):
         self._on_work_data(pkt, "on_warning")
 
     def _on_work_status(self, pkt):
-        attached, sub = self._event_sub(pkt)
+        sub = self._event_sub(pkt, False)
         if sub is None or sub.done or sub.on_status is None:
             return
         self._call(sub.on_status, _str(pkt, 1), _str(pkt, 2))
 
     def _terminal(self, pkt, result, err, exception_data=None):
-        attached, sub = self._event_sub(pkt)
-        if sub is None:
-            return
-        attached.retire(sub)
-        if not attached.subs:
-            del self._active[sub.handle]
-        if sub.done:
-            return  # timed out earlier: its copy is dropped
+        sub = self._event_sub(pkt, True)
+        if sub is None or sub.done:
+            return  # unknown, or timed out earlier: its copy is dropped
         self._nactive -= 1
         if exception_data is not None and sub.on_exception is not None:
             gen = self._gen
