@@ -40,7 +40,26 @@ def text(value, what):
     raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
 
 
+# Names already checked, as given -> as bytes: a program submits to the same
+# few functions over and over. Bounded: cleared when it reaches the limit.
+_checked_functions: dict = {}
+_CHECKED_LIMIT = 4096
+
+
 def function(value):
+    if type(value) is not str and type(value) is not bytes:
+        return _check_function(value)  # raises the TypeError
+    name = _checked_functions.get(value)
+    if name is not None:
+        return name
+    name = _check_function(value)
+    if len(_checked_functions) >= _CHECKED_LIMIT:
+        _checked_functions.clear()
+    _checked_functions[value] = name
+    return name
+
+
+def _check_function(value):
     name = text(value, "function name")
     if not name:
         raise ValueError("function name must not be empty")
@@ -90,7 +109,10 @@ def timeout(value):
 
 
 def check_size(*args):
-    body = sum(len(a) for a in args) + len(args) - 1
+    """The MAX_PACKET rule of API.md 3, before anything is sent."""
+    body = len(args) - 1  # the NUL separators
+    for arg in args:
+        body += len(arg)
     if body > MAX_PACKET:
         raise ValueError(f"payload too large ({body} bytes, max {MAX_PACKET})")
 

@@ -546,6 +546,23 @@ class Connection:
         else:
             raise _errors.GearmanError(_errors.NOT_CONNECTED)
 
+    def _send3(self, cmd, a0, a1, a2, entry):
+        """``_send`` for the three-argument submissions, inlined: the hot path
+        of every client (one C call, no tuple, no intermediate frames)."""
+        if self._state != CONNECTED:
+            self._send(cmd, (a0, a1, a2), entry)
+            return
+        rc = _pack4(self._c, cmd, 3, a0, len(a0), a1, len(a1), a2, len(a2), _NULL, 0)
+        if rc != 0:
+            raise MemoryError(_errors.message(rc))
+        pending = self._pending
+        if not pending and self._command_timeout:
+            self._command_timer.set(0, self._command_timeout)
+            self._command_timer.again()
+        pending.append(entry)
+        if self._wio._handle is None:
+            self._wio.start()
+
     def _pack(self, cmd, args, entry):
         if cmd is None:  # an admin line
             lib.gm_conn_append(self._c, args, len(args))
@@ -576,7 +593,7 @@ class Connection:
 
     def _flush_soon(self):
         # Requests made in one go leave in one write, on the next iteration.
-        if not self._wio.active:
+        if self._wio._handle is None:  # not started: a Python check, no C call
             self._wio.start()
 
     def _on_writable(self, watcher, revents):

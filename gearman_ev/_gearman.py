@@ -23,6 +23,8 @@ from ._worker import HANDLERS as _WORKER_HANDLERS, Worker
 
 __all__ = ["Gearman"]
 
+MAX_PACKET = lib.GM_MAX_PACKET
+
 # Admin commands whose reply is a block ending in ".\n" (PROTOCOL.md 7).
 # gearmand 1.1.20 answers these three with a block whatever words follow
 # ("status x" too) [probe]; "show" only with exactly these arguments.
@@ -97,9 +99,10 @@ class Gearman(Worker, Connection):
                             ("on_status", on_status), ("on_exception", on_exception)):
                 _args.callback(h, name)
         timeout = _args.timeout(timeout) if timeout is not None else 0.0
-        _args.check_size(func, unique, workload)
+        if len(func) + len(unique) + len(workload) + 2 > MAX_PACKET:
+            _args.check_size(func, unique, workload)  # raises the ValueError
         sub = Submission(cb, on_data, on_warning, on_status, on_exception)
-        self._send(cmd, (func, unique, workload), sub)
+        self._send3(cmd, func, unique, workload, sub)
         if timeout:
             sub.timer = ev.Timer(timeout, 0, self._loop, _job_timeout(self, sub))
             sub.timer.start()
@@ -133,9 +136,11 @@ class Gearman(Worker, Connection):
         workload = _args.payload(workload, "workload")
         _args.callback(cb)
         if epoch is None:
-            args = (func, unique, workload)
-        else:
-            args = (func, unique, epoch, workload)
+            if len(func) + len(unique) + len(workload) + 2 > MAX_PACKET:
+                _args.check_size(func, unique, workload)  # raises the ValueError
+            self._send3(cmd, func, unique, workload, Entry(K_SUBMIT_BG, cb))
+            return
+        args = (func, unique, epoch, workload)
         _args.check_size(*args)
         self._send(cmd, args, Entry(K_SUBMIT_BG, cb))
 

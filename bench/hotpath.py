@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""The client's own CPU per request, without a server's noise.
+
+A scripted peer on a Unix socket (in a thread) swallows the requests and
+answers with pre-encoded replies, so the main thread's CPU time
+(time.thread_time) is the library's work alone: submitting, encoding,
+writing, reading, decoding and dispatching. Shows the minimum of several runs,
+in µs per job, for background submissions and for foreground jobs (JOB_CREATED
++ WORK_COMPLETE each). For tuning the hot path; the end-to-end figures are
+benchmark.py's and vs.py's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gearman_ev import Gearman, ev  # noqa: E402
+
+
+def response(cmd, *args):
+    body = b"\0".join(args)
+    return struct.pack(">4sII", b"\0RES", cmd, len(body)) + body
+
+
+class Peer:
+    """Accepts one connection; reads and drops requests; sends what it's told."""
+
+    def __init__(self, path):
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(1)
+        self.conn = None
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        self.conn, _ = self.listener.accept()
+        while self.conn.recv(1 << 20):
+            pass
+
+    def send(self, data):
+        threading.Thread(target=self.conn.sendall, args=(data,), daemon=True).start()
+
+
+def measure(g, loop, peer, n, foreground):
+    handles = [b"H:x:%d" % i for i in range(n)]
+    if foreground:
+        replies = b"".join(response(8, h) + response(13, h, b"result") for h in handles)
+    else:
+        replies = b"".join(response(8, h) for h in handles)
+    left = [n]
+
+    def cb(result, err):
+        left[0] -= 1
+        if left[0] == 0:
+            loop.stop()
+    start = time.thread_time()
+    submit = g.submit_job if foreground else g.submit_job_bg
+    for _ in range(n):
+        submit("bench", b"payload", cb)
+    loop.start(ev.EVRUN_NOWAIT)  # the batched write
+    peer.send(replies)
+    guard = loop.timer(30, 0, lambda w, r: loop.stop())
+    guard.start()
+    loop.start()
+    guard.stop()
+    assert left[0] == 0, "replies did not all arrive"
+    return (time.thread_time() - start) / n * 1e6
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=50000, help="jobs per run (default 50000)")
+    ap.add_argument("--runs", type=int, default=5, help="runs; the minimum is shown")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "peer.sock")
+        peer = Peer(path)
+        loop = ev.Loop()
+        g = Gearman(path=path, loop=loop)
+        while peer.conn is None or not g.is_connected:
+            loop.start(ev.EVRUN_NOWAIT)
+            time.sleep(0.01)
+        for name, fg in (("background submit", False), ("foreground job", True)):
+            best = min(measure(g, loop, peer, args.n, fg) for _ in range(args.runs))
+            print(f"{name:<20} {best:6.2f} µs of client CPU per job")
+        g.disconnect()
+
+
+if __name__ == "__main__":
+    main()
