@@ -15,7 +15,7 @@ import weakref
 
 from . import _args, _errors, ev
 from ._args import arg_str as _str
-from ._conn import (K_ALL_YOURS, K_ECHO, K_MARKER, K_OPTION, K_STATUS, K_STATUS_UNIQUE,
+from ._conn import (ANSWERS, K_ALL_YOURS, K_ECHO, K_MARKER, K_OPTION, K_STATUS, K_STATUS_UNIQUE,
                     K_SUBMIT_BG, K_TEXT_BLOCK, K_TEXT_LINE, Attached, Connection, Entry,
                     Submission)
 from ._ffi import ffi, lib
@@ -24,6 +24,7 @@ from ._worker import HANDLERS as _WORKER_HANDLERS, Worker
 __all__ = ["Gearman"]
 
 MAX_PACKET = lib.GM_MAX_PACKET
+_CREATED_ANSWERS = ANSWERS[lib.GM_CMD_JOB_CREATED]
 
 # Admin commands whose reply is a block ending in ".\n" (PROTOCOL.md 7).
 # gearmand 1.1.20 answers these three with a block whatever words follow
@@ -248,8 +249,11 @@ class Gearman(Worker, Connection):
             self._call(sub.cb, result, err)
 
     def _on_job_created(self, pkt):
-        entry = self._pop(lib.GM_CMD_JOB_CREATED)
-        if entry is None:
+        pending = self._pending
+        if pending and pending[0].kind in _CREATED_ANSWERS:  # _pop, inlined
+            entry = pending.popleft()
+        else:
+            self._pop(lib.GM_CMD_JOB_CREATED)  # reports the mismatch
             return
         # Handles stay bytes inside: the key of _active, never decoded per event.
         handle = unpack(pkt.arg[0], pkt.len[0])
@@ -316,6 +320,14 @@ class Gearman(Worker, Connection):
         self._finish_sub(sub, result, err)
 
     def _on_work_complete(self, pkt):
+        handle = unpack(pkt.arg[0], pkt.len[0])
+        sub = self._active.get(handle)
+        if type(sub) is Submission:  # one submission on the handle: the fast path
+            del self._active[handle]
+            if not sub.done:
+                self._nactive -= 1
+                self._finish_sub(sub, unpack(pkt.arg[1], pkt.len[1]), None)
+            return
         self._terminal(pkt, unpack(pkt.arg[1], pkt.len[1]), None)
 
     def _on_work_fail(self, pkt):
