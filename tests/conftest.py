@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from gearman_ev import ev
+from gearman_ev import Gearman, ev
 
-pytest_plugins = ["tests.fix_gearmand"]
+pytest_plugins = ["tests.fix_gearmand", "tests.fix_fakeserver"]
 
 
 @pytest.fixture
@@ -29,6 +29,36 @@ def run_until(loop, predicate, timeout=5.0, what=None):
             loop.start(ev.EVRUN_ONCE)
     finally:
         guard.stop()
+
+
+@pytest.fixture
+def new(loop, gearmand):
+    """Make Gearman objects on the session server (or unconfigured, with
+    connect=False); every one is disconnected at teardown."""
+    made = []
+
+    def make(connect=True, **kw):
+        g = Gearman(gearmand.host, gearmand.port, loop=loop, **kw) if connect \
+            else Gearman(loop=loop, **kw)
+        made.append(g)
+        return g
+    yield make
+    for g in made:
+        g.disconnect()
+
+
+def ask(loop, method, *args, timeout=5.0, **kw):
+    """Call ``method(*args, cb, **kw)`` and wait for its one ``(result, err)``."""
+    out = []
+    method(*args, lambda result, err: out.append((result, err)), **kw)
+    run_until(loop, lambda: out, timeout, what=f"reply to {method.__name__}")
+    return out[0]
+
+
+def round_trip(loop, g):
+    """An ECHO on g's connection: whatever the server sent g before it has
+    been handled (gearmand keeps per-connection order)."""
+    assert ask(loop, g.echo, b"sync") == (b"sync", None)
 
 
 @pytest.fixture

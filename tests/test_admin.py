@@ -8,36 +8,9 @@ import re
 import pytest
 
 from gearman_ev import Gearman, GearmanError
-from tests.conftest import run_until
+from tests.conftest import ask, round_trip, run_until
 
 # ===== Helpers =====
-
-@pytest.fixture
-def new(loop, gearmand):
-    """Gearman objects on the session server, disconnected at teardown."""
-    made = []
-
-    def make(**kw):
-        g = Gearman(gearmand.host, gearmand.port, loop=loop, **kw)
-        made.append(g)
-        return g
-    yield make
-    for g in made:
-        g.disconnect()
-
-
-def ask(loop, method, *args, timeout=5.0, **kw):
-    """Call ``method(*args, cb, **kw)`` and wait for its one ``(result, err)``."""
-    out = []
-    method(*args, lambda result, err: out.append((result, err)), **kw)
-    run_until(loop, lambda: out, timeout, what=f"reply to {method.__name__}")
-    return out[0]
-
-
-def round_trip(loop, g):
-    """An ECHO on g's connection: what g sent before has been processed."""
-    assert ask(loop, g.echo, b"sync") == (b"sync", None)
-
 
 def block_lines(text):
     """A block reply: every line ends in LF, none holds CR; split to lines."""

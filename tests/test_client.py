@@ -14,38 +14,9 @@ import pytest
 
 from gearman_ev import MAX_PACKET, Gearman, GearmanError, ev
 from gearman_ev._gearmand import LocalGearmand
-from tests.conftest import run_until
+from tests.conftest import ask, round_trip, run_until
 
 # ===== Helpers =====
-
-@pytest.fixture
-def new(loop, gearmand):
-    """Gearman objects on the session server, disconnected at teardown."""
-    made = []
-
-    def make(connect=True, **kw):
-        g = Gearman(gearmand.host, gearmand.port, loop=loop, **kw) if connect \
-            else Gearman(loop=loop, **kw)
-        made.append(g)
-        return g
-    yield make
-    for g in made:
-        g.disconnect()
-
-
-def ask(loop, method, *args, timeout=5.0, **kw):
-    """Call ``method(*args, cb, **kw)`` and wait for its one ``(result, err)``."""
-    out = []
-    method(*args, lambda result, err: out.append((result, err)), **kw)
-    run_until(loop, lambda: out, timeout, what=f"reply to {method.__name__}")
-    return out[0]
-
-
-def round_trip(loop, g):
-    """An ECHO on g's connection: whatever the server sent g before it has
-    been handled (gearmand keeps per-connection order)."""
-    assert ask(loop, g.echo, b"sync") == (b"sync", None)
-
 
 def connected(loop, g):
     """Wait until g's connection is established (an echo got through)."""

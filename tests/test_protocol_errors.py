@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from gearman_ev import MAX_PACKET, Gearman, ev
 from tests.conftest import run_until
-from tests.fix_fakeserver import fake_server  # noqa: F401
 from tests.refproto import encode_request as req
 from tests.refproto import encode_response as res
 

@@ -9,7 +9,6 @@ import pytest
 
 from gearman_ev import Gearman, GearmanError
 from tests.conftest import run_until
-from tests.fix_fakeserver import fake_server  # noqa: F401
 from tests.refproto import encode_request as req
 from tests.refproto import encode_response as res
 

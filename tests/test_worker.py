@@ -13,39 +13,10 @@ import pytest
 
 from gearman_ev import Gearman, GearmanError, Job
 from gearman_ev import _worker
-from tests.conftest import run_until
+from tests.conftest import ask, round_trip, run_until
 
 
 # ===== Helpers =====
-
-@pytest.fixture
-def new(loop, gearmand):
-    """Gearman objects on the session server, disconnected at teardown."""
-    made = []
-
-    def make(connect=True, **kw):
-        g = Gearman(gearmand.host, gearmand.port, loop=loop, **kw) if connect \
-            else Gearman(loop=loop, **kw)
-        made.append(g)
-        return g
-    yield make
-    for g in made:
-        g.disconnect()
-
-
-def ask(loop, method, *args, timeout=5.0):
-    """Call ``method(*args, cb)`` and wait for its one ``(result, err)``."""
-    out = []
-    method(*args, lambda result, err: out.append((result, err)))
-    run_until(loop, lambda: out, timeout, what=f"reply to {method.__name__}")
-    return out[0]
-
-
-def round_trip(loop, g):
-    """An ECHO on g's connection: whatever the server sent g before it has
-    been handled (gearmand keeps per-connection order)."""
-    assert ask(loop, g.echo, b"sync") == (b"sync", None)
-
 
 def status_row(loop, g, func):
     """(TOTAL, RUNNING, WORKERS) of ``func`` from the admin ``status``."""
