@@ -70,26 +70,24 @@ def _check_function(value):
     return name
 
 
-def unique(value):
-    if value is None:
-        return b""
-    key = text(value, "unique")
-    if len(key) > MAX_UNIQUE:
-        raise ValueError(f"unique too long ({len(key)} bytes, max {MAX_UNIQUE})")
+def _key(value, what, limit, empty_ok):
+    """A unique key or a job handle: bounded, NUL-free (a leading argument)."""
+    key = text(value, what)
+    if not key and not empty_ok:
+        raise ValueError(f"{what} must not be empty")
+    if len(key) > limit:
+        raise ValueError(f"{what} too long ({len(key)} bytes, max {limit})")
     if b"\0" in key:
-        raise ValueError("unique must not hold NUL")
+        raise ValueError(f"{what} must not hold NUL")
     return key
 
 
+def unique(value):
+    return b"" if value is None else _key(value, "unique", MAX_UNIQUE, True)
+
+
 def handle(value):
-    handle = text(value, "handle")
-    if not handle:
-        raise ValueError("handle must not be empty")
-    if len(handle) > MAX_HANDLE:
-        raise ValueError(f"handle too long ({len(handle)} bytes, max {MAX_HANDLE})")
-    if b"\0" in handle:
-        raise ValueError("handle must not hold NUL")
-    return handle
+    return _key(value, "handle", MAX_HANDLE, False)
 
 
 def callback(value, what="cb"):

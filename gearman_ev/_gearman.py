@@ -355,26 +355,15 @@ class Gearman(Worker, Connection):
     def _on_status_res(self, pkt):
         entry = self._pop(lib.GM_CMD_STATUS_RES)
         if entry is not None and entry.cb is not None:
-            self._call(entry.cb, {
-                "handle": _str(pkt, 0),
-                "known": _str(pkt, 1) == "1",
-                "running": _str(pkt, 2) == "1",
-                "numerator": _str(pkt, 3),
-                "denominator": _str(pkt, 4),
-            }, None)
+            self._call(entry.cb, _status(pkt, "handle"), None)
 
     def _on_status_res_unique(self, pkt):
         entry = self._pop(lib.GM_CMD_STATUS_RES_UNIQUE)
         if entry is not None and entry.cb is not None:
+            status = _status(pkt, "unique")
             count = _str(pkt, 5)
-            self._call(entry.cb, {
-                "unique": _str(pkt, 0),
-                "known": _str(pkt, 1) == "1",
-                "running": _str(pkt, 2) == "1",
-                "numerator": _str(pkt, 3),
-                "denominator": _str(pkt, 4),
-                "client_count": int(count) if count.isdigit() else 0,
-            }, None)
+            status["client_count"] = int(count) if count.isdigit() else 0
+            self._call(entry.cb, status, None)
 
     def _on_option_res(self, pkt):
         entry = self._pop(lib.GM_CMD_OPTION_RES)
@@ -405,6 +394,18 @@ class Gearman(Worker, Connection):
             self._call(entry.cb, text.replace("\r\n", "\n"), None)
         else:
             self._call(entry.cb, text, None)
+
+
+def _status(pkt, key_name):
+    """STATUS_RES[_UNIQUE] as API.md 5 gives it: known/running as bools,
+    numerator/denominator as the strings on the wire."""
+    return {
+        key_name: _str(pkt, 0),
+        "known": _str(pkt, 1) == "1",
+        "running": _str(pkt, 2) == "1",
+        "numerator": _str(pkt, 3),
+        "denominator": _str(pkt, 4),
+    }
 
 
 def _job_timeout(gearman, sub):
