@@ -112,6 +112,20 @@ class Attached:
             self.turn = 0
 
 
+def _callback_property(name):
+    """A read/write property holding a user callback or None."""
+    attr = "_" + name
+
+    def get(self):
+        return getattr(self, attr)
+
+    def set_(self, value):
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be callable or None")
+        setattr(self, attr, value)
+    return property(get, set_, doc=f"The {name} callback (None to clear).")
+
+
 def _weak_method(obj, func):
     """A watcher callback that calls func(obj, ...) without keeping obj alive."""
     ref = weakref.ref(obj)
@@ -148,19 +162,26 @@ class Connection:
         self._closed = False       # set by __del__ / close: nothing runs after
         self._address = None       # ("tcp", host, port) or ("unix", path)
         self._addrinfos = []       # addresses left to try in this attempt
-        self._established = False
         self._pending = collections.deque()
         self._waiting = collections.deque()   # (cmd, args, entry) before connect
-        self._active = {}          # handle -> _Attached
+        self._active = {}          # handle bytes -> Submission (Attached if coalesced)
         self._nactive = 0
         self._attempts = 0
         self._reconnect_enabled = bool(reconnect)
-        self._rio = ev.Io(0, ev.EV_READ, loop, _weak_method(self, Connection._on_readable))
-        self._wio = ev.Io(0, ev.EV_WRITE, loop, _weak_method(self, Connection._on_writable))
-        self._connect_timer = ev.Timer(0, 0, loop, _weak_method(self, Connection._on_connect_timeout))
-        self._command_timer = ev.Timer(0, 0, loop, _weak_method(self, Connection._on_command_timeout))
-        self._reconnect_timer = ev.Timer(0, 0, loop, _weak_method(self, Connection._on_reconnect_timer))
-        self.priority = priority
+        self._priority = pri = _priority(priority)
+        self._rio = ev.Io(0, ev.EV_READ, loop,
+                          _weak_method(self, Connection._on_readable), priority=pri)
+        self._wio = ev.Io(0, ev.EV_WRITE, loop,
+                          _weak_method(self, Connection._on_writable), priority=pri)
+        self._connect_timer = ev.Timer(0, 0, loop,
+                                       _weak_method(self, Connection._on_connect_timeout),
+                                       priority=pri)
+        self._command_timer = ev.Timer(0, 0, loop,
+                                       _weak_method(self, Connection._on_command_timeout),
+                                       priority=pri)
+        self._reconnect_timer = ev.Timer(0, 0, loop,
+                                         _weak_method(self, Connection._on_reconnect_timer),
+                                         priority=pri)
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
@@ -178,11 +199,7 @@ class Connection:
 
     @priority.setter
     def priority(self, value):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError("priority must be an int")
-        if not ev.EV_MINPRI <= value <= ev.EV_MAXPRI:
-            raise ValueError(f"priority must be between {ev.EV_MINPRI} and {ev.EV_MAXPRI}")
-        self._priority = value
+        self._priority = value = _priority(value)
         for w in self._watchers():
             was_active = w.active
             if was_active:
@@ -223,16 +240,9 @@ class Connection:
         if not self._command_timeout:
             self._command_timer.stop()
 
-    for _name in ("on_error", "on_connect", "on_disconnect"):
-        def _get(self, _n=_name):
-            return getattr(self, "_" + _n)
-
-        def _set(self, value, _n=_name):
-            if value is not None and not callable(value):
-                raise TypeError(f"{_n} must be callable or None")
-            setattr(self, "_" + _n, value)
-        locals()[_name] = property(_get, _set)
-    del _name, _get, _set
+    on_error = _callback_property("on_error")
+    on_connect = _callback_property("on_connect")
+    on_disconnect = _callback_property("on_disconnect")
 
     @property
     def is_connected(self) -> bool:
@@ -320,7 +330,6 @@ class Connection:
 
     def _start_connect(self):
         self._state = CONNECTING
-        self._established = False
         kind = self._address[0]
         if kind == "unix":
             path = self._address[1]
@@ -393,7 +402,6 @@ class Connection:
         """The socket is up: queue the session set-up, then what waited."""
         self._connect_timer.stop()
         self._state = CONNECTED
-        self._established = True
         self._attempts = 0
         fd = self._sock.fileno()
         lib.gm_conn_reset(self._c, fd)
@@ -691,6 +699,14 @@ def _seconds(name, value):
     if value != value or value < 0 or value == float("inf"):
         raise ValueError(f"{name} must be a finite number >= 0")
     return float(value)
+
+
+def _priority(value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("priority must be an int")
+    if not ev.EV_MINPRI <= value <= ev.EV_MAXPRI:
+        raise ValueError(f"priority must be between {ev.EV_MINPRI} and {ev.EV_MAXPRI}")
+    return value
 
 
 def _count(name, value):

@@ -50,7 +50,11 @@ class Worker:
         self._in_flight = 0         # async jobs dispatched, not yet finished
         self._sleeping = False
         self._regrab_timer = ev.Timer(REGRAB_INTERVAL, REGRAB_INTERVAL, self._loop,
-                                      _weak_method(self, Worker._on_regrab))
+                                      _weak_method(self, Worker._on_regrab),
+                                      priority=self._priority)
+
+    def _watchers(self):
+        return super()._watchers() + (self._regrab_timer,)
 
     # ===== Abilities =====
 

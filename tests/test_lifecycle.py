@@ -13,7 +13,7 @@ import weakref
 import pytest
 
 from gearman_ev import Gearman, ev
-from tests.conftest import run_until
+from tests.conftest import ask, run_until
 
 REST = (16 * 1024, 16 * 1024)
 MIB = 1024 * 1024
@@ -313,3 +313,25 @@ def test_fork_child_uses_its_own_connection(loop, gearmand, child_loop):
     assert report == repr([(b"child %d" % pid, None)])
     assert echo(loop, g, b"after") == (b"after", None)
     g.disconnect()
+
+
+def test_priority_applies_to_every_watcher_and_can_change_while_connected(loop, gearmand):
+    g = Gearman(gearmand.host, gearmand.port, loop=loop, priority=2)
+    assert g.priority == 2
+    assert {w.priority for w in g._watchers()} == {2}
+    assert ask(loop, g.echo, b"a") == (b"a", None)
+    g.priority = -1  # active watchers are restarted at the new priority
+    assert {w.priority for w in g._watchers()} == {-1}
+    assert ask(loop, g.echo, b"b") == (b"b", None)
+    g.disconnect()
+
+
+@pytest.mark.parametrize("bad, exc", [(3, ValueError), (-3, ValueError), ("1", TypeError),
+                                      (True, TypeError)])
+def test_priority_out_of_range_is_refused(loop, bad, exc):
+    with pytest.raises(exc):
+        Gearman(loop=loop, priority=bad)
+    g = Gearman(loop=loop)
+    with pytest.raises(exc):
+        g.priority = bad
+    assert g.priority == 0
