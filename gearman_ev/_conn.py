@@ -364,11 +364,9 @@ class Connection:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._apply_keepalive(sock)
             rc = sock.connect_ex(addr)
-            if rc == 0:
-                self._sock = sock
-                self._connected()
-                return
-            if rc in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+            # Even an immediate success (a Unix socket) completes through the
+            # loop, so that on_connect never runs inside the constructor.
+            if rc in (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
                 self._sock = sock
                 self._wio.stop()
                 self._wio.set(sock, ev.EV_WRITE)

@@ -72,3 +72,16 @@ def test_missing_socket_reports_connect_error(loop, tmp_path):
 def test_bad_paths_are_refused_before_io(loop, bad, exc):
     with pytest.raises(exc):
         Gearman(loop=loop).connect_unix(bad)
+
+
+def test_on_connect_never_runs_inside_the_constructor(loop, unix_bridge):
+    # A Unix socket connects at once; on_connect must still come from the
+    # loop, when the caller already holds the object.
+    seen = []
+    holder = {}
+    holder["g"] = Gearman(path=unix_bridge, loop=loop,
+                          on_connect=lambda: seen.append(holder.get("g")))
+    assert seen == []
+    run_until(loop, lambda: seen)
+    assert seen == [holder["g"]]
+    holder["g"].disconnect()
