@@ -80,10 +80,12 @@ def main():
     refused.echo(b"hi", expect("request on a refused connection"))
 
     # A host name that does not resolve. (Name lookup runs at once, and
-    # blocks: on_error has been called when the constructor returns. Give an
-    # IP address to keep connects and reconnects fully non-blocking.)
+    # blocks; its failure is reported from the loop like any other. Give an
+    # IP address to keep connects and reconnects fully non-blocking.) Keep a
+    # reference: an object nobody holds is collected, reports included.
     record_dns = expect("unknown host (on_error)")
-    Gearman("no-such-host.invalid", 4730, on_error=lambda err: record_dns(None, err))
+    unknown = Gearman("no-such-host.invalid", 4730,
+                      on_error=lambda err: record_dns(None, err))
 
     # The worker raises: the client gets "job failed".
     worker = Gearman(HOST, PORT)
@@ -108,6 +110,7 @@ def main():
     doomed.disconnect()
 
     loop.start()
+    del unknown  # held until its report came
     for label in order:
         print(f"{label}: {cases[label]!r}")
     return 0

@@ -162,6 +162,7 @@ class Connection:
         self._closed = False       # set by __del__ / close: nothing runs after
         self._address = None       # ("tcp", host, port) or ("unix", path)
         self._addrinfos = []       # addresses left to try in this attempt
+        self._connect_error = None  # a failure waiting to be reported from the loop
         self._pending = collections.deque()
         self._waiting = collections.deque()   # (cmd, args, entry) before connect
         self._active = {}          # handle bytes -> Submission (Attached if coalesced)
@@ -330,11 +331,12 @@ class Connection:
 
     def _start_connect(self):
         self._state = CONNECTING
+        self._connect_error = None
         kind = self._address[0]
         if kind == "unix":
             path = self._address[1]
             if len(path) > _UNIX_PATH_MAX:
-                self._connect_failed(_errors.UNIX_PATH_TOO_LONG)
+                self._fail_connect_soon(_errors.UNIX_PATH_TOO_LONG)
                 return
             self._addrinfos = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, path)]
         else:
@@ -342,13 +344,21 @@ class Connection:
             try:
                 infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except socket.gaierror as exc:
-                self._connect_failed(f"getaddrinfo: {exc.strerror}")
+                self._fail_connect_soon(f"getaddrinfo: {exc.strerror}")
                 return
             self._addrinfos = [(fam, typ, proto, addr) for fam, typ, proto, _, addr in infos]
         if self._connect_timeout:
             self._connect_timer.set(self._connect_timeout, 0)
             self._connect_timer.start()
         self._try_next_address(None)
+
+    def _fail_connect_soon(self, err):
+        """Report a connect failure from the loop, like every other outcome of
+        a connect: never inside connect() or the constructor."""
+        self._connect_error = err
+        self._connect_timer.stop()
+        self._connect_timer.set(0, 0)
+        self._connect_timer.start()
 
     def _try_next_address(self, last_error):
         """Try the addresses getaddrinfo gave, in order, until one connects."""
@@ -374,7 +384,7 @@ class Connection:
                 return
             sock.close()
             last_error = rc
-        self._connect_failed(f"connect: {os.strerror(last_error or errno.ECONNREFUSED)}")
+        self._fail_connect_soon(f"connect: {os.strerror(last_error or errno.ECONNREFUSED)}")
 
     def _apply_keepalive(self, sock):
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
@@ -446,7 +456,7 @@ class Connection:
     def _on_connect_timeout(self, watcher, revents):
         if self._state == CONNECTING:
             self._addrinfos = []
-            self._connect_failed(_errors.CONNECT_TIMEOUT)
+            self._connect_failed(self._connect_error or _errors.CONNECT_TIMEOUT)
 
     # ===== Reconnecting =====
 
@@ -486,7 +496,7 @@ class Connection:
     def _drop(self, err, drain_err=_errors.DISCONNECTED, reconnect=True):
         """End the connection: drain, on_disconnect, on_error, maybe reconnect."""
         was_established = self._state == CONNECTED
-        self._close_socket()
+        self._close_socket(flush=err is None)
         self._state = DISCONNECTED
         self._gen += 1
         retry = reconnect and err is not None and self._should_reconnect()
@@ -500,10 +510,14 @@ class Connection:
         if self._state == WAITING and self._should_reconnect():
             self._schedule_reconnect()
 
-    def _close_socket(self):
+    def _close_socket(self, flush=False):
         for w in (self._rio, self._wio, self._connect_timer, self._command_timer):
             w.stop()
         if self._sock is not None:
+            if flush and self._state == CONNECTED:
+                # What was already queued (a job's result, say) goes out if
+                # the kernel takes it now; nothing waits for it.
+                lib.gm_conn_write(self._c)
             self._sock.close()
             self._sock = None
         lib.gm_conn_reset(self._c, -1)
@@ -683,9 +697,7 @@ class Connection:
         self._closed = True
         for w in self._watchers():
             w.stop()
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self._close_socket(flush=True)
         self._state = DISCONNECTED
         self._gen += 1
         self._drain(_errors.DISCONNECTED, waiting=True)

@@ -665,3 +665,17 @@ def test_timeout_zero_means_a_plain_can_do(gearmand, loop, fname):
     client.submit_job(fname, b"x", lambda r, e: got.append((r, e)))
     run_until(loop, lambda: got)
     assert got == [(b"ok:x", None)]
+
+
+def test_disconnect_sends_what_was_already_queued(gearmand, loop, fname, new):
+    # job.complete() then disconnect() at once: the result is not thrown away
+    # (a best-effort write before the socket closes).
+    worker = new()
+
+    def finish_and_leave(job):
+        job.complete(b"done:" + job.workload)
+        worker.disconnect()
+    worker.register_function(fname, finish_and_leave, async_=True)
+    worker.work()
+    client = new()
+    assert ask(loop, client.submit_job, fname, b"x", timeout=5) == (b"done:x", None)
