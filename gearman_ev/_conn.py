@@ -591,9 +591,14 @@ class Connection:
         # Arguments are bytes or char[] cdata (see _args.payload): both pass
         # to C without a copy.
         n = len(args)
-        if n == 3:  # submissions: the hot path
+        if n == 3:  # submissions
             a0, a1, a2 = args
             rc = _pack4(self._c, cmd, 3, a0, len(a0), a1, len(a1), a2, len(a2), _NULL, 0)
+        elif n == 2:  # a worker's results and events
+            a0, a1 = args
+            rc = _pack4(self._c, cmd, 2, a0, len(a0), a1, len(a1), _NULL, 0, _NULL, 0)
+        elif n == 0:  # GRAB_JOB, PRE_SLEEP
+            rc = _pack4(self._c, cmd, 0, _NULL, 0, _NULL, 0, _NULL, 0, _NULL, 0)
         else:
             a = [_NULL, 0, _NULL, 0, _NULL, 0, _NULL, 0]
             for i, arg in enumerate(args):

@@ -18,19 +18,28 @@ class Job:
     """A job assigned to this worker: ``handle``, ``function``, ``unique``,
     ``workload`` (alias ``data``), and the methods that report on it."""
 
-    __slots__ = ("_owner", "_gen", "_handle", "handle", "function", "unique",
+    __slots__ = ("_owner", "_gen", "_handle", "_function", "unique",
                  "workload", "_counted", "_finished", "__weakref__")
 
-    def __init__(self, owner, handle_bytes, function, unique, workload, counted=False):
+    def __init__(self, owner, handle, function, unique, workload, counted=False):
         self._owner = weakref.ref(owner)
         self._gen = owner._gen
-        self._handle = handle_bytes
-        self.handle = handle_bytes.decode("utf-8", "surrogateescape")
-        self.function = function
+        # handle and function stay bytes as they came; most jobs never ask
+        # for their str form.
+        self._handle = handle
+        self._function = function
         self.unique = unique
         self.workload = workload
         self._counted = counted  # an async job the managed loop counts in flight
         self._finished = False
+
+    @property
+    def handle(self) -> str:
+        return self._handle.decode("utf-8", "surrogateescape")
+
+    @property
+    def function(self) -> str:
+        return self._function.decode("utf-8", "surrogateescape")
 
     @property
     def data(self) -> bytes:

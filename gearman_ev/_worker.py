@@ -246,7 +246,7 @@ class Worker:
         if entry is None:
             return
         handle = ffi.unpack(pkt.arg[0], pkt.len[0])
-        function = arg_str(pkt, 1)
+        function = ffi.unpack(pkt.arg[1], pkt.len[1])
         workload = ffi.unpack(pkt.arg[workload_arg], pkt.len[workload_arg])
         if entry.cb is not None:  # grab_job(): the user runs it
             self._call(entry.cb, Job(self, handle, function, unique, workload), None)
@@ -254,11 +254,11 @@ class Worker:
         self._grabs_out -= 1
         if self._work_one:
             self._working = self._work_one = False
-        ability = self._abilities.get(function.encode("utf-8", "surrogateescape"))
+        ability = self._abilities.get(function)
         gen = self._gen
         if ability is None or ability.callback is None:
-            log.error("gearman_ev: no callback registered for %r; failing job %s",
-                      function, handle)
+            log.error("gearman_ev: no callback registered for %r; failing job %r",
+                      function.decode("utf-8", "replace"), handle.decode("utf-8", "replace"))
             self._job_send(lib.GM_CMD_WORK_FAIL, (handle,))
         elif ability.async_:
             job = Job(self, handle, function, unique, workload, counted=True)
