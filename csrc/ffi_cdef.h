@@ -120,6 +120,7 @@ size_t gm_conn_write_capacity(const gm_conn_t *c);
 #define EV_WRITE ...
 #define EV_TIMER ...
 #define EV_SIGNAL ...
+#define EV_PREPARE ...
 #define EV_ERROR ...
 #define EV_MINPRI ...
 #define EV_MAXPRI ...
@@ -144,6 +145,7 @@ struct ev_loop;
 typedef struct ev_io { void *data; int fd; int events; ...; } ev_io;
 typedef struct ev_timer { void *data; ev_tstamp repeat; ...; } ev_timer;
 typedef struct ev_signal { void *data; int signum; ...; } ev_signal;
+typedef struct ev_prepare { void *data; ...; } ev_prepare;
 
 int ev_version_major(void);
 int ev_version_minor(void);
@@ -167,6 +169,8 @@ void ev_timer_again(struct ev_loop *loop, ev_timer *w);
 ev_tstamp ev_timer_remaining(struct ev_loop *loop, ev_timer *w);
 void ev_signal_start(struct ev_loop *loop, ev_signal *w);
 void ev_signal_stop(struct ev_loop *loop, ev_signal *w);
+void ev_prepare_start(struct ev_loop *loop, ev_prepare *w);
+void ev_prepare_stop(struct ev_loop *loop, ev_prepare *w);
 
 /* ffi_source.c: the macros above as functions, each watcher bound to the
  * one trampoline. */
@@ -175,6 +179,7 @@ void gm_ev_io_set(ev_io *w, int fd, int events);
 void gm_ev_timer_init(ev_timer *w, ev_tstamp after, ev_tstamp repeat);
 void gm_ev_timer_set(ev_timer *w, ev_tstamp after, ev_tstamp repeat);
 void gm_ev_signal_init(ev_signal *w, int signum);
+void gm_ev_prepare_init(ev_prepare *w);
 int gm_ev_is_active(void *w);
 int gm_ev_is_pending(void *w);
 int gm_ev_priority(void *w);

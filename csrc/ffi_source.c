@@ -23,6 +23,7 @@ static void gm_ev_trampoline(struct ev_loop *loop, ev_watcher *w, int revents)
 typedef void (*gm_io_cb)(struct ev_loop *, ev_io *, int);
 typedef void (*gm_timer_cb)(struct ev_loop *, ev_timer *, int);
 typedef void (*gm_signal_cb)(struct ev_loop *, ev_signal *, int);
+typedef void (*gm_prepare_cb)(struct ev_loop *, ev_prepare *, int);
 
 static void gm_ev_io_init(ev_io *w, int fd, int events)
 {
@@ -48,6 +49,12 @@ static void gm_ev_timer_set(ev_timer *w, ev_tstamp after, ev_tstamp repeat)
 static void gm_ev_signal_init(ev_signal *w, int signum)
 {
     ev_signal_init(w, (gm_signal_cb)(void (*)(void))gm_ev_trampoline, signum);
+    w->data = NULL;
+}
+
+static void gm_ev_prepare_init(ev_prepare *w)
+{
+    ev_prepare_init(w, (gm_prepare_cb)(void (*)(void))gm_ev_trampoline);
     w->data = NULL;
 }
 

@@ -174,6 +174,11 @@ class Connection:
                           _weak_method(self, Connection._on_readable), priority=pri)
         self._wio = ev.Io(0, ev.EV_WRITE, loop,
                           _weak_method(self, Connection._on_writable), priority=pri)
+        # Requests queued during a loop iteration are written just before the
+        # loop polls: one send per iteration, no epoll_ctl round for the
+        # write watcher unless the kernel pushes back.
+        self._flusher = ev.Prepare(loop, _weak_method(self, Connection._on_prepare),
+                                   priority=pri)
         self._connect_timer = ev.Timer(0, 0, loop,
                                        _weak_method(self, Connection._on_connect_timeout),
                                        priority=pri)
@@ -210,8 +215,8 @@ class Connection:
                 w.start()
 
     def _watchers(self):
-        return (self._rio, self._wio, self._connect_timer, self._command_timer,
-                self._reconnect_timer)
+        return (self._rio, self._wio, self._flusher, self._connect_timer,
+                self._command_timer, self._reconnect_timer)
 
     @property
     def keepalive(self) -> float:
@@ -511,7 +516,8 @@ class Connection:
             self._schedule_reconnect()
 
     def _close_socket(self, flush=False):
-        for w in (self._rio, self._wio, self._connect_timer, self._command_timer):
+        for w in (self._rio, self._wio, self._flusher, self._connect_timer,
+                  self._command_timer):
             w.stop()
         if self._sock is not None:
             if flush and self._state == CONNECTED:
@@ -580,8 +586,8 @@ class Connection:
             self._command_timer.set(0, self._command_timeout)
             self._command_timer.again()
         pending.append(entry)
-        if self._wio._handle is None:
-            self._wio.start()
+        if self._flusher._handle is None:  # not started: a Python check, no C call
+            self._flusher.start()
 
     def _pack(self, cmd, args, entry):
         if cmd is None:  # an admin line
@@ -617,9 +623,19 @@ class Connection:
         self._pending.append(entry)
 
     def _flush_soon(self):
-        # Requests made in one go leave in one write, on the next iteration.
-        if self._wio._handle is None:  # not started: a Python check, no C call
-            self._wio.start()
+        # Requests made in one go leave in one write, before the loop polls.
+        if self._flusher._handle is None:  # not started: a Python check, no C call
+            self._flusher.start()
+
+    def _on_prepare(self, watcher, revents):
+        watcher.stop()
+        if self._state != CONNECTED or self._wio._handle is not None:
+            return  # not connected yet, or already waiting for writability
+        left = lib.gm_conn_write(self._c)
+        if left > 0:
+            self._wio.start()  # the kernel took part: the rest when writable
+        elif left < 0:
+            self._drop(_errors.message(left, self._c.err_no))
 
     def _on_writable(self, watcher, revents):
         if self._state == CONNECTING:

@@ -24,8 +24,8 @@ import weakref
 from ._ffi import ffi, lib
 
 __all__ = [
-    "Loop", "Io", "Timer", "Signal", "Watcher", "Error", "default_loop",
-    "version", "EV_READ", "EV_WRITE", "EV_TIMER", "EV_SIGNAL", "EV_ERROR",
+    "Loop", "Io", "Timer", "Signal", "Prepare", "Watcher", "Error", "default_loop",
+    "version", "EV_READ", "EV_WRITE", "EV_TIMER", "EV_SIGNAL", "EV_PREPARE", "EV_ERROR",
     "EVBREAK_CANCEL", "EVBREAK_ONE", "EVBREAK_ALL", "EVRUN_NOWAIT", "EVRUN_ONCE",
     "EV_MINPRI", "EV_MAXPRI", "EVFLAG_AUTO", "EVFLAG_NOENV", "EVFLAG_FORKCHECK",
     "EVFLAG_SIGNALFD", "EVFLAG_NOSIGMASK", "EVBACKEND_SELECT", "EVBACKEND_POLL",
@@ -36,6 +36,7 @@ EV_READ = lib.EV_READ
 EV_WRITE = lib.EV_WRITE
 EV_TIMER = lib.EV_TIMER
 EV_SIGNAL = lib.EV_SIGNAL
+EV_PREPARE = lib.EV_PREPARE
 EV_ERROR = lib.EV_ERROR
 EVBREAK_CANCEL = lib.EVBREAK_CANCEL
 EVBREAK_ONE = lib.EVBREAK_ONE
@@ -247,6 +248,9 @@ class Loop:
 
     def signal(self, signum, callback, data=None, priority=0) -> Signal:
         return Signal(signum, self, callback, data, priority)
+
+    def prepare(self, callback, data=None, priority=0) -> Prepare:
+        return Prepare(self, callback, data, priority)
 
 
 def _drain_wakeup(watcher, revents):
@@ -509,6 +513,21 @@ class Timer(Watcher):
             # forget it, unless the callback starts it again.
             self._release()
         self._callback(self, revents)
+
+
+class Prepare(Watcher):
+    """Runs once per loop iteration, just before the loop blocks for I/O:
+    the place to flush what callbacks queued during this iteration."""
+
+    _ctype = "ev_prepare *"
+    _start_fn = lib.ev_prepare_start
+    _stop_fn = lib.ev_prepare_stop
+
+    def __init__(self, loop, callback, data=None, priority=0):
+        super().__init__(loop, callback, data, priority)
+
+    def _init(self):
+        lib.gm_ev_prepare_init(self._w)
 
 
 # signum -> (loop, Python handler to restore) while any Signal watches it:

@@ -976,3 +976,29 @@ def test_non_callable_callback_is_type_error(loop, pair, kind, callback):
 def test_signal_bad_signum_is_value_error(loop, signum):
     with pytest.raises(ValueError):
         loop.signal(signum, noop)
+
+
+def test_prepare_runs_before_the_loop_polls_once_per_iteration(loop):
+    # A Prepare watcher runs before the loop blocks, every iteration while
+    # active; gearman_ev flushes queued requests from one.
+    order = []
+    prep = loop.prepare(lambda w, r: order.append(("prepare", r)))
+    prep.start()
+    loop.timer(0.01, 0, lambda w, r: order.append(("timer", r))).start()
+    loop.start(ev.EVRUN_ONCE)
+    prep.stop()
+    assert order[0] == ("prepare", ev.EV_PREPARE)
+    assert ("timer", ev.EV_TIMER) in order
+    assert order.index(("timer", ev.EV_TIMER)) > 0
+
+
+def test_prepare_stopped_in_its_callback_fires_once(loop):
+    calls = []
+
+    def once(w, r):
+        calls.append(r)
+        w.stop()
+    loop.prepare(once).start()
+    loop.start()  # returns: nothing is active once the prepare stopped
+    assert calls == [ev.EV_PREPARE]
+    assert not loop._active
