@@ -27,6 +27,16 @@ log = logging.getLogger("gearman_ev")
 #: worker when an epoch job comes due (PROTOCOL.md 8.4).
 REGRAB_INTERVAL = 5.0
 
+#: gearmand 1.1 can answer PRE_SLEEP with a NOOP at once while GRAB keeps
+#: getting NO_JOB (a not-yet-due epoch job hides LOW jobs, PROTOCOL.md 8.4):
+#: a busy spin. A NOOP this soon after PRE_SLEEP, more than SPIN_TOLERANCE
+#: times in a row with no job between, defers the grab, doubling from
+#: SPIN_BACKOFF_MIN up to SPIN_BACKOFF_MAX seconds.
+SPIN_WINDOW = 0.01
+SPIN_TOLERANCE = 3
+SPIN_BACKOFF_MIN = 0.01
+SPIN_BACKOFF_MAX = 0.25
+
 
 class _Ability:
     __slots__ = ("callback", "timeout_ms", "async_")
@@ -49,6 +59,8 @@ class Worker:
         self._grabs_out = 0         # managed GRABs awaiting their reply
         self._in_flight = 0         # async jobs dispatched, not yet finished
         self._sleeping = False
+        self._slept_at = 0.0        # loop time of the last PRE_SLEEP
+        self._quick_wakes = 0       # NOOPs right after PRE_SLEEP, no job since
         self._regrab_timer = ev.Timer(REGRAB_INTERVAL, REGRAB_INTERVAL, self._loop,
                                       _weak_method(self, Worker._on_regrab),
                                       priority=self._priority)
@@ -176,6 +188,7 @@ class Worker:
 
     def _go_to_sleep(self):
         self._sleeping = True
+        self._slept_at = self._loop.now()
         self._pack(lib.GM_CMD_PRE_SLEEP, (), None)
         self._flush_soon()
         self._regrab_timer.again()
@@ -210,6 +223,7 @@ class Worker:
         self._grabs_out = 0
         self._in_flight = 0
         self._sleeping = False
+        self._quick_wakes = 0
 
     def _after_connect(self):
         self._regrab_timer.stop()
@@ -219,6 +233,19 @@ class Worker:
     # ===== Packets =====
 
     def _on_noop(self, pkt):
+        if not self._sleeping:
+            return  # a stale hint: a GRAB is already out (PROTOCOL.md 5)
+        if self._loop.now() - self._slept_at < SPIN_WINDOW:
+            self._quick_wakes += 1
+        else:
+            self._quick_wakes = 0
+        excess = self._quick_wakes - SPIN_TOLERANCE
+        if excess > 0:
+            delay = min(SPIN_BACKOFF_MIN * 2 ** min(excess, 16), SPIN_BACKOFF_MAX)
+            self._regrab_timer.stop()
+            self._regrab_timer.set(delay, REGRAB_INTERVAL)
+            self._regrab_timer.start()  # _on_regrab wakes us then
+            return
         self._wake()
 
     def _on_no_job(self, pkt):
@@ -252,6 +279,7 @@ class Worker:
             self._call(entry.cb, Job(self, handle, function, unique, workload), None)
             return
         self._grabs_out -= 1
+        self._quick_wakes = 0
         if self._work_one:
             self._working = self._work_one = False
         ability = self._abilities.get(function)

@@ -679,3 +679,25 @@ def test_disconnect_sends_what_was_already_queued(gearmand, loop, fname, new):
     worker.work()
     client = new()
     assert ask(loop, client.submit_job, fname, b"x", timeout=5) == (b"done:x", None)
+
+
+def test_no_busy_spin_when_gearmand_answers_pre_sleep_at_once(gearmand, loop, fname, new):
+    # gearmand 1.1: a not-yet-due epoch job hides a LOW job of the same
+    # function from GRAB while PRE_SLEEP still sees it, so PRE_SLEEP gets an
+    # immediate NOOP and GRAB gets NO_JOB, over and over (PROTOCOL.md 8.4).
+    client = new()
+    assert ask(loop, client.submit_job_epoch, fname, b"later", int(time.time()) + 60)[1] is None
+    assert ask(loop, client.submit_job_low_bg, fname, b"low")[1] is None
+    sleeps = []
+    worker = new()
+    worker.register_function(fname, lambda job: b"")
+    worker.work(on_idle=lambda: sleeps.append(loop.now()))
+    end = time.monotonic() + 1.0
+    run_until(loop, lambda: time.monotonic() > end, timeout=5)
+    # Backing off, the worker sleeps a few dozen times in that second, not
+    # thousands (each sleep is a GRAB, a NO_JOB, a PRE_SLEEP and a NOOP).
+    assert 3 <= len(sleeps) <= 60, f"{len(sleeps)} sleeps in one second"
+    worker.disconnect()
+    # Leave no due-in-a-minute job behind for the next tests' workers.
+    admin_client = new()
+    ask(loop, admin_client.admin, f"drop function {fname}")
