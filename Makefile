@@ -33,6 +33,15 @@ test: deps $(VENV)/.built
 test-all: deps $(VENV)/.built
 	$(PY) -m pytest -q -m ''
 
+# Our own figures, then side by side with the other Python clients (the
+# `bench` extra installs them), on a throwaway gearmand.
+bench: deps $(VENV)/.built
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/benchmark.py
+	$(PY) bench/benchmark.py --worker
+	$(PY) bench/benchmark.py --memory
+	$(PY) bench/vs.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
 	rm -f gearman_ev/_ffi.c gearman_ev/_ffi.o gearman_ev/_ffi*.so

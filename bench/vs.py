@@ -1,0 +1,393 @@
+#!/usr/bin/env python3
+"""gearman_ev side by side with the other Python Gearman clients, as
+EV::Gearman's bench/vs.pl: jobs per second for the three workloads of
+benchmark.py, the ratio of gearman_ev to each client, and the client's CPU
+time per job.
+
+One gearmand (-t 1) and one echo worker (benchmark.py's, gearman_ev, in a
+child process) serve every client, so only the client differs. Each client's
+workload runs in a fresh child process, so the CPU time (getrusage, all its
+threads) and the peak RSS are its own; the child connects and makes one round
+trip before the clock starts. Every measurement is bounded by its job count
+and by --limit seconds. Each client is used the way its documentation shows:
+
+  gearman_ev  submit_job(func, workload, cb) in a loop, results to callbacks
+  pygearman   GearmanClient.submit_multiple_jobs (sends all, then polls);
+              submit_job for round trips (python-gearman's maintained fork)
+  gear        Client.submitJob(Job) (OpenStack); completions reach an
+              overridden handleWorkComplete, as its docs suggest
+  aiogear     asyncio: await submit_job() then await wait_job(handle);
+              asyncio.gather for many at once
+
+The other clients come with the `bench` extra: pip install -e '.[bench]'.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import textwrap
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import benchmark  # noqa: E402  (the worker and the gearman_ev loops)
+from benchmark import FUNC, cpu_seconds, worker_main  # noqa: E402
+
+from gearman_ev import Gearman, ev  # noqa: E402
+from gearman_ev._gearmand import LocalGearmand  # noqa: E402
+
+BG_FUNC = FUNC + "_bg"  # no worker serves it: background submission alone
+WORKLOADS = (("pipelined", "pipelined foreground", "n"),
+             ("sequential", "sequential round trip", "seq"),
+             ("background", "background submit", "bg"))
+NOTES = {
+    ("gear", "pipelined"): "gear: submitJob() waits for its JOB_CREATED, so the jobs run "
+                           "together but each submission is a round trip",
+    ("gear", "background"): "gear: submitJob() waits for its JOB_CREATED",
+    ("aiogear", "pipelined"): "aiogear: each reply is matched by a linear scan of every "
+                              "waiter, so a job costs more the more are outstanding",
+    ("aiogear", "background"): "aiogear: as above, and each background job leaves a "
+                               "WORK_COMPLETE waiter that never fires",
+}
+HEADS = {"pipelined": "one sync echo worker serves them all: the rate is capped by it "
+                      "(benchmark.py --worker); client CPU shows the client's share"}
+
+
+class Failed(Exception):
+    """A measurement that did not finish: shown in place of its figures."""
+
+
+# ===== One adapter per client: connect in __init__, one method per workload.
+# A missing method means the client cannot do that workload ("n/a").
+
+class GearmanEv:
+    dist = "gearman-ev"
+
+    def __init__(self, host, port, limit):
+        self.loop = ev.Loop()
+        self.g = Gearman(host, port, loop=self.loop)
+        benchmark.LIMIT = limit
+
+    # benchmark.py's loops, unchanged: the same code that benchmark.py times
+    def pipelined(self, n, payload):
+        benchmark.pipelined(self.g, self.loop, n, payload)
+
+    def sequential(self, n, payload):
+        benchmark.sequential(self.g, self.loop, n, payload)
+
+    def background(self, n, payload):
+        benchmark.background(self.g, self.loop, n, payload)
+
+    def close(self):
+        self.g.disconnect()
+
+
+class PyGearman:
+    dist = "pygearman"
+
+    def __init__(self, host, port, limit):
+        import gearman
+        self.gearman = gearman
+        self.limit = limit
+        self.client = gearman.GearmanClient([f"{host}:{port}"])
+
+    def _check(self, requests, state):
+        bad = [r for r in requests if r.timed_out or r.state != state]
+        if bad:
+            raise Failed(f"{len(bad)} of {len(requests)} jobs not {state} "
+                         f"(timed out: {sum(r.timed_out for r in bad)})")
+
+    def pipelined(self, n, payload):
+        jobs = [{"task": FUNC, "data": payload} for _ in range(n)]
+        done = self.client.submit_multiple_jobs(jobs, poll_timeout=self.limit)
+        self._check(done, self.gearman.constants.JOB_COMPLETE)
+
+    def sequential(self, n, payload):
+        deadline = time.monotonic() + self.limit
+        for _ in range(n):
+            r = self.client.submit_job(FUNC, payload, poll_timeout=self.limit)
+            self._check([r], self.gearman.constants.JOB_COMPLETE)
+            if time.monotonic() > deadline:
+                raise Failed("timeout")
+
+    def background(self, n, payload):
+        jobs = [{"task": BG_FUNC, "data": payload} for _ in range(n)]
+        done = self.client.submit_multiple_jobs(
+            jobs, background=True, wait_until_complete=False, poll_timeout=self.limit)
+        self._check(done, self.gearman.constants.JOB_CREATED)
+
+    def close(self):
+        self.client.shutdown()
+
+
+class Gear:
+    dist = "gear"
+
+    def __init__(self, host, port, limit):
+        import gear
+
+        class Client(gear.Client):
+            # gear's docs: subclass and override the handlers to react to events.
+            def handleWorkComplete(self, packet):
+                job = super().handleWorkComplete(packet)
+                owner._finished(job, True)
+                return job
+
+            def handleWorkFail(self, packet):
+                job = super().handleWorkFail(packet)
+                owner._finished(job, False)
+                return job
+
+        owner = self
+        self.gear = gear
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.left = 0
+        self.failed = 0
+        self.all_done = threading.Event()
+        self.client = Client("vs")
+        self.client.addServer(host, port)
+        self.client.waitForServer(timeout=limit)
+
+    def _finished(self, job, ok):  # in gear's poll thread
+        with self.lock:
+            self.left -= 1
+            self.failed += not ok
+            if self.left == 0:
+                self.all_done.set()
+
+    def _expect(self, n):
+        self.left, self.failed = n, 0
+        self.all_done.clear()
+
+    def _wait(self):
+        if not self.all_done.wait(self.limit):
+            raise Failed("timeout")
+        if self.failed:
+            raise Failed(f"{self.failed} jobs failed")
+
+    def pipelined(self, n, payload):
+        self._expect(n)
+        for _ in range(n):
+            self.client.submitJob(self.gear.Job(FUNC, payload), timeout=self.limit)
+        self._wait()
+
+    def sequential(self, n, payload):
+        for _ in range(n):
+            self._expect(1)
+            self.client.submitJob(self.gear.Job(FUNC, payload), timeout=self.limit)
+            self._wait()
+
+    def background(self, n, payload):
+        for _ in range(n):
+            job = self.gear.Job(BG_FUNC, payload)
+            self.client.submitJob(job, background=True, timeout=self.limit)
+            if not job.handle:
+                raise Failed("no handle")
+
+    def close(self):
+        self.client.shutdown()
+
+
+class AioGear:
+    dist = "aiogear"
+
+    def __init__(self, host, port, limit):
+        import aiogear
+        self.limit = limit
+        self.loop = asyncio.new_event_loop()
+        self.client = aiogear.Client(loop=self.loop)
+        self._run(self.loop.create_connection(lambda: self.client, host, port))
+
+    def _run(self, coro):
+        try:
+            return self.loop.run_until_complete(asyncio.wait_for(coro, self.limit))
+        except asyncio.TimeoutError:
+            raise Failed("timeout") from None
+
+    async def _job(self, payload):
+        created = await self.client.submit_job(FUNC, payload)
+        return await self.client.wait_job(created.handle)
+
+    def pipelined(self, n, payload):
+        async def many():
+            return await asyncio.gather(*(self._job(payload) for _ in range(n)))
+        if len(self._run(many())) != n:
+            raise Failed("results missing")
+
+    def sequential(self, n, payload):
+        async def one_by_one():
+            for _ in range(n):
+                await self._job(payload)
+        self._run(one_by_one())
+
+    def background(self, n, payload):
+        async def many():
+            return await asyncio.gather(
+                *(self.client.submit_job_bg(BG_FUNC, payload) for _ in range(n)))
+        if not all(c.handle for c in self._run(many())):
+            raise Failed("no handle")
+
+    def close(self):
+        self._run(self.client.disconnect())
+        self.loop.close()
+
+
+CLIENTS = {"gearman_ev": GearmanEv, "pygearman": PyGearman, "gear": Gear, "aiogear": AioGear}
+
+
+def version(name):
+    """The installed version of a client's distribution, or None."""
+    try:
+        return importlib.metadata.version(CLIENTS[name].dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "local" if name == "gearman_ev" else None
+
+
+def child(name, workload, host, port, n, size, limit, out):
+    """One client, one workload, in a process of its own: sends
+    ("ok", jobs/s, CPU s/job, peak RSS KiB), ("n/a",) or ("error", text)."""
+    try:
+        client = CLIENTS[name](host, port, limit)
+        run = getattr(client, workload, None)
+        if run is None:
+            out.send(("n/a",))
+            return
+        payload = b"x" * size
+        client.sequential(1, payload)  # connected, and the first round trip made
+        start, cpu = time.perf_counter(), cpu_seconds()
+        run(n, payload)
+        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        client.close()
+        out.send(("ok", n / wall, cpu / n, rss))
+    except BaseException as exc:  # noqa: BLE001 - reported in the table
+        out.send(("error", f"{type(exc).__name__}: {exc}"[:60]))
+
+
+def measure(ctx, name, workload, host, port, n, size, limit):
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=child, args=(name, workload, host, port, n, size, limit, send),
+                       daemon=True)
+    proc.start()
+    send.close()
+    # The child bounds itself by `limit`; this catches a client that hangs anyway.
+    got = recv.recv() if recv.poll(limit + 30) else ("error", f"killed after {limit + 30:.0f} s")
+    proc.join(10 if got[0] == "ok" else 0)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    return got
+
+
+def table(results, names, counts, runs):
+    """results[(client, workload)] = list of child replies."""
+    for workload, title, key in WORKLOADS:
+        print(f"\n{title}, {counts[key]} jobs (median of {runs})")
+        if workload in HEADS:
+            print(textwrap.fill(f"({HEADS[workload]})", 88, initial_indent="  ",
+                                subsequent_indent="   "))
+        print(f"  {'client':<22}{'jobs/s':>10}{'gearman_ev is':>16}{'CPU µs/job':>13}"
+              f"{'peak RSS':>12}")
+        ours = median_of(results[("gearman_ev", workload)]) if "gearman_ev" in names else None
+        for name in names:
+            note = NOTES.get((name, workload))
+            label = f"{name} {version(name)}" + (" *" if note else "")
+            got = results[(name, workload)]
+            m = median_of(got)
+            if m is None:
+                why = "n/a" if got and got[0][0] == "n/a" else failure(got)
+                print(f"  {label:<22}{why:>10}")
+                continue
+            rate, cpu, rss = m
+            ratio = f"{ours[0] / rate:.2f}x" if ours else "-"
+            print(f"  {label:<22}{rate:>10,.0f}{ratio:>16}{cpu * 1e6:>13.1f}"
+                  f"{rss / 1024:>8.1f} MiB")
+        for name in names:
+            note = NOTES.get((name, workload))
+            if note:
+                print(textwrap.fill(note, 88, initial_indent="  * ", subsequent_indent="    "))
+
+
+def median_of(replies):
+    ok = [r for r in replies if r[0] == "ok"]
+    if not ok or len(ok) < len(replies):
+        return None
+    return tuple(statistics.median(r[i] for r in ok) for i in (1, 2, 3))
+
+
+def failure(replies):
+    bad = [r for r in replies if r[0] == "error"]
+    return bad[0][1] if bad else "n/a"
+
+
+def main(argv=None):
+    intro, rest = __doc__.split("\n\n", 1)
+    ap = argparse.ArgumentParser(description=intro, epilog=rest,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=10000,
+                    help="pipelined foreground jobs per measurement (default 10000)")
+    ap.add_argument("--seq", type=int, default=2000, help="sequential round trips (default 2000)")
+    ap.add_argument("--bg", type=int, default=20000,
+                    help="background submissions (default 20000)")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each; the median is shown")
+    ap.add_argument("--size", type=int, default=10, help="payload bytes (default 10)")
+    ap.add_argument("--clients", default=",".join(CLIENTS),
+                    help=f"comma-separated subset of {','.join(CLIENTS)}")
+    ap.add_argument("--limit", type=float, default=120.0,
+                    help="seconds any one measurement may take (default 120)")
+    ap.add_argument("--host", help="use this gearmand instead of starting one")
+    ap.add_argument("--port", type=int, default=4730)
+    args = ap.parse_args(argv)
+    names = [c.strip() for c in args.clients.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CLIENTS]
+    if unknown:
+        ap.error(f"unknown client(s) {', '.join(unknown)}; choose from {', '.join(CLIENTS)}")
+    missing = [c for c in names if version(c) is None]
+    for c in missing:
+        print(f"{c}: not installed (pip install -e '.[bench]'), skipped")
+    names = [c for c in names if c not in missing]
+    counts = {"n": args.n, "seq": args.seq, "bg": args.bg}
+
+    server = None
+    host, port = args.host, args.port
+    if host is None:
+        server = LocalGearmand(threads=1).start()
+        host, port = server.host, server.port
+    ctx = multiprocessing.get_context("spawn")  # children that import only what they use
+    ready = ctx.Event()
+    worker = ctx.Process(target=worker_main, args=(host, port, ready), daemon=True)
+    worker.start()
+    try:
+        if not ready.wait(10):
+            raise SystemExit("worker did not connect")
+        print(f"on gearmand {host}:{port} (-t 1 when started here), echo worker: gearman_ev "
+              f"in its own process; payload {args.size} bytes; {os.cpu_count()} CPUs",
+              flush=True)
+        results = {(c, w): [] for c in names for w, _, _ in WORKLOADS}
+        for run in range(args.runs):  # clients interleaved, so drifting load hits all alike
+            for workload, _, key in WORKLOADS:
+                for name in names:
+                    got = measure(ctx, name, workload, host, port, counts[key], args.size,
+                                  args.limit)
+                    results[(name, workload)].append(got)
+                    shown = f"{got[1]:,.0f} jobs/s" if got[0] == "ok" else " ".join(got)
+                    print(f"  run {run + 1}: {name:<11}{workload:<11}{shown}",
+                          file=sys.stderr, flush=True)
+        table(results, names, counts, args.runs)
+    finally:
+        worker.terminate()
+        worker.join(5)
+        if server is not None:
+            server.close()
+
+
+if __name__ == "__main__":
+    main()
