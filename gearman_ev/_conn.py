@@ -74,7 +74,7 @@ class Submission(Entry):
     FIFO entry until JOB_CREATED, then listed in ``_active`` by handle."""
 
     __slots__ = ("on_data", "on_warning", "on_status", "on_exception",
-                 "timer", "done", "handle")
+                 "timer", "done", "handle", "shared")
 
     def __init__(self, cb, on_data, on_warning, on_status, on_exception):
         self.kind = K_SUBMIT
@@ -86,6 +86,7 @@ class Submission(Entry):
         self.timer = None
         self.done = False
         self.handle = None
+        self.shared = False  # has a unique key: later submissions may share its handle
 
 
 class Attached:
@@ -304,10 +305,7 @@ class Connection:
             raise TypeError("host must be a str")
         if not host:
             raise ValueError("host must not be empty")
-        if isinstance(port, bool) or not isinstance(port, int):
-            raise TypeError("port must be an int")
-        if not 0 < port < 65536:
-            raise ValueError("port must be between 1 and 65535")
+        port = _port(port)
         self._check_not_connected()
         self._address = ("tcp", host, port)
         self._attempts = 0
@@ -737,6 +735,14 @@ def _priority(value):
         raise TypeError("priority must be an int")
     if not ev.EV_MINPRI <= value <= ev.EV_MAXPRI:
         raise ValueError(f"priority must be between {ev.EV_MINPRI} and {ev.EV_MAXPRI}")
+    return value
+
+
+def _port(value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("port must be an int")
+    if not 0 < value < 65536:
+        raise ValueError("port must be between 1 and 65535")
     return value
 
 

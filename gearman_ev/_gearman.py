@@ -17,7 +17,7 @@ from . import _args, _errors, ev
 from ._args import arg_str as _str
 from ._conn import (ANSWERS, K_ALL_YOURS, K_ECHO, K_MARKER, K_OPTION, K_STATUS, K_STATUS_UNIQUE,
                     K_SUBMIT_BG, K_TEXT_BLOCK, K_TEXT_LINE, Attached, Connection, Entry,
-                    Submission)
+                    Submission, _port)
 from ._ffi import ffi, lib
 from ._worker import HANDLERS as _WORKER_HANDLERS, Worker
 
@@ -49,6 +49,7 @@ class Gearman(Worker, Connection):
                  on_error=None, on_connect=None, on_disconnect=None):
         if host is not None and path is not None:
             raise ValueError("cannot specify both 'host' and 'path'")
+        _port(port)  # checked even when unused (no host): a bad argument is refused
         self._closed = True  # until set-up is complete, __del__ has nothing to do
         self._conn_init(loop, priority, keepalive, connect_timeout, command_timeout,
                         reconnect, reconnect_delay, max_reconnect_attempts,
@@ -103,6 +104,8 @@ class Gearman(Worker, Connection):
         if len(func) + len(unique) + len(workload) + 2 > MAX_PACKET:
             _args.check_size(func, unique, workload)  # raises the ValueError
         sub = Submission(cb, on_data, on_warning, on_status, on_exception)
+        if unique:
+            sub.shared = True
         self._send3(cmd, func, unique, workload, sub)
         if timeout:
             sub.timer = ev.Timer(timeout, 0, self._loop, _job_timeout(self, sub))
@@ -264,6 +267,8 @@ class Gearman(Worker, Connection):
         entry.handle = handle
         if not entry.done:
             self._nactive += 1
+        elif not entry.shared:
+            return  # timed out, and no other submission can share its handle
         active = self._active
         other = active.get(handle)
         if other is None:
@@ -417,6 +422,11 @@ def _job_timeout(gearman, sub):
             return
         if sub.handle is not None:
             g._nactive -= 1
+            if not sub.shared and g._active.get(sub.handle) is sub:
+                # Its later events concern no one: held on, a job that never
+                # ends would stay here for the connection's lifetime. (With a
+                # unique key it stays, to route coalesced copies, PROTOCOL.md 4.2.)
+                del g._active[sub.handle]
         g._finish_sub(sub, None, _errors.JOB_TIMEOUT)
     return fire
 
