@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -51,13 +52,15 @@ static void drop_consumed(gm_conn_t *c)
     }
 }
 
-/* Total size of the binary packet at the front of the buffer, when known. */
+/* Total size of the binary packet at the front of the buffer, when known.
+ * A length behind a bad magic is never trusted: no room is reserved or read
+ * for it, and the decoder reports the magic. */
 static size_t front_packet_size(const gm_buf_t *b)
 {
     const unsigned char *u = (const unsigned char *)b->data + b->start;
     unsigned long body;
 
-    if (gm_buf_len(b) < GM_HEADER_SIZE || u[0] != 0)
+    if (gm_buf_len(b) < GM_HEADER_SIZE || memcmp(u, GM_MAGIC_RES, 4) != 0)
         return 0;
     body = ((unsigned long)u[8] << 24) | ((unsigned long)u[9] << 16) |
            ((unsigned long)u[10] << 8) | (unsigned long)u[11];
