@@ -217,22 +217,25 @@ static void op_pack(gm_buf_t *b, src_t *s, int four)
     check_buf(b);
 }
 
+/* Growing past SHRINK_ABOVE costs fresh pages under ASan: once per input is
+ * enough to reach the shrinking path. */
+static int grew_big;
+
 static void op_reserve(gm_buf_t *b, src_t *s)
 {
     unsigned sel = u8(s);
     size_t n;
-    /* Growth is what costs (fresh pages under ASan): one step past
-     * SHRINK_ABOVE is enough to reach the shrinking path, so the big and the
-     * "one byte more than a rewind frees" requests stop growing early. */
     switch (sel % 8) {
     case 0: n = SIZE_MAX - gm_buf_len(b) + 1 + (sel >> 3); break; /* len + n wraps */
     case 1: /* now and then up to 2 MiB: grows past SHRINK_ABOVE */
-        if ((sel >> 3) % 16 == 0 && b->cap <= GM_BUF_SHRINK_ABOVE)
+        if ((sel >> 3) % 16 == 0 && !grew_big) {
             n = (size_t)u16(s) << 5;
-        else
+            grew_big = 1;
+        } else
             n = u16(s) % 20000;
         break;
-    case 2: /* the compaction edge: exactly what a rewind would free, +-1 */
+    case 2: /* the compaction edge: exactly what a rewind would free, +-1
+             * (growing by doubling only while small) */
         n = b->cap - gm_buf_len(b);
         if ((sel >> 3) % 3 == 0 && n)
             n--;
@@ -316,6 +319,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(gm_buf_init(&b) == GM_OK);
     CHECK(b.cap == GM_BUF_INITIAL && b.start == 0 && b.end == 0);
     model_len = 0;
+    grew_big = 0;
     while (s.left && steps++ < 256) {
         switch (u8(&s) % 8) {
         case 0: case 1: op_pack(&b, &s, 0); break;
