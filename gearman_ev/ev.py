@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import signal as _signal
+import sys
 import threading
 import weakref
 
@@ -145,7 +146,10 @@ class Loop:
         # Stop what is still active first: destroying the loop under an active
         # watcher would leave libev asserting on a later ev_*_stop.
         ptr, self._ptr = getattr(self, "_ptr", None), None
-        if ptr is None:
+        if ptr is None or sys.is_finalizing():
+            # At interpreter exit, objects are freed in no safe order: a
+            # watcher's memory may already be gone. The process is ending;
+            # leave the loop to it rather than touch libev.
             return
         for w in list(self._active):
             w._stop_in(ptr)
