@@ -153,14 +153,11 @@ class Connection:
         if not isinstance(loop, ev.Loop):
             raise TypeError("loop must be a gearman_ev.ev.Loop")
         self._loop = loop
-        self._c = ffi.gc(lib.gm_conn_new(), lib.gm_conn_free)
-        if self._c == ffi.NULL:
-            raise MemoryError("gm_conn_new")
+        self._c = _NULL            # allocated last, once every argument passed
         self._pkt = ffi.new("gm_packet_t *")
         self._sock = None
         self._state = DISCONNECTED
         self._gen = 0              # bumped on every drop: stale work checks it
-        self._closed = False       # set by __del__ / close: nothing runs after
         self._address = None       # ("tcp", host, port) or ("unix", path)
         self._addrinfos = []       # addresses left to try in this attempt
         self._connect_error = None  # a failure waiting to be reported from the loop
@@ -197,6 +194,12 @@ class Connection:
         self.on_error = on_error
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
+        # Freed by _close(), not by ffi.gc: cffi may run a gc destructor as a
+        # finalizer of the same collection, before __del__ has finished with it.
+        c = lib.gm_conn_new()
+        if c == _NULL:
+            raise MemoryError("gm_conn_new")
+        self._c = c
 
     # ===== Properties (API.md 4) =====
 
@@ -293,6 +296,8 @@ class Connection:
 
     @property
     def buffer_sizes(self) -> tuple:
+        if self._c == _NULL:
+            return (0, 0)  # destroyed
         return (lib.gm_conn_read_capacity(self._c), lib.gm_conn_write_capacity(self._c))
 
     # ===== Connecting =====
@@ -329,6 +334,8 @@ class Connection:
         self._start_connect()
 
     def _check_not_connected(self):
+        if self._closed:
+            raise _errors.GearmanError(_errors.CLIENT_DESTROYED)
         if self._state in (CONNECTING, CONNECTED):
             raise _errors.GearmanError(_errors.ALREADY_CONNECTED)
 
@@ -524,7 +531,8 @@ class Connection:
                 lib.gm_conn_write(self._c)
             self._sock.close()
             self._sock = None
-        lib.gm_conn_reset(self._c, -1)
+        if self._c != _NULL:
+            lib.gm_conn_reset(self._c, -1)
 
     def _drain(self, err, waiting):
         """Fire every pending and active callback once with err."""
@@ -720,6 +728,9 @@ class Connection:
         self._state = DISCONNECTED
         self._gen += 1
         self._drain(_errors.DISCONNECTED, waiting=True)
+        c, self._c = self._c, _NULL
+        if c != _NULL:
+            lib.gm_conn_free(c)
 
 
 def _seconds(name, value):

@@ -50,14 +50,16 @@ class Gearman(Worker, Connection):
         if host is not None and path is not None:
             raise ValueError("cannot specify both 'host' and 'path'")
         _port(port)  # checked even when unused (no host): a bad argument is refused
+        client_id = None if client_id is None else _args.name_token(client_id, "client_id")
         self._closed = True  # until set-up is complete, __del__ has nothing to do
         self._conn_init(loop, priority, keepalive, connect_timeout, command_timeout,
                         reconnect, reconnect_delay, max_reconnect_attempts,
                         on_error, on_connect, on_disconnect)
         self._exceptions = bool(exceptions)
-        self._client_id = None if client_id is None else _args.name_token(client_id, "client_id")
+        self._client_id = client_id
         self._grab_unique = bool(grab_unique)
         self._worker_init()
+        self._closed = False  # from here on __del__ drains, closes and frees
         if host is not None:
             self.connect(host, port)
         elif path is not None:
