@@ -1,12 +1,14 @@
 """Shared fixtures: the real gearmand, a fresh loop per test, bounded waits."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
 import pytest
 
 from gearman_ev import Gearman, ev
+from gearman_ev._ffi import ffi, lib
 
 pytest_plugins = ["tests.fix_gearmand", "tests.fix_fakeserver"]
 
@@ -65,3 +67,19 @@ def round_trip(loop, g):
 def fname(request):
     """A function name of this test's own (EV::Gearman uses $$ the same way)."""
     return f"t_{request.node.name}_{os.getpid()}"[:120].replace("[", "_").replace("]", "_")
+
+
+@contextlib.contextmanager
+def new_buf():
+    """A gm_buf for the C-core tests, freed on exit."""
+    b = ffi.new("gm_buf_t *")
+    assert lib.gm_buf_init(b) == lib.GM_OK
+    try:
+        yield b
+    finally:
+        lib.gm_buf_free(b)
+
+
+def contents(b):
+    """The bytes a gm_buf holds."""
+    return ffi.buffer(b.data + b.start, b.end - b.start)[:]

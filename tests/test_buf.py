@@ -2,27 +2,14 @@
 back, room is made by compacting before growing, and the bytes always come out as they went in."""
 from __future__ import annotations
 
-import contextlib
 
 from gearman_ev._ffi import ffi, lib
+
+from tests.conftest import contents, new_buf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 KIB, MIB = 1024, 1024 * 1024
-
-
-@contextlib.contextmanager
-def new_buf():
-    b = ffi.new("gm_buf_t *")
-    assert lib.gm_buf_init(b) == lib.GM_OK
-    try:
-        yield b
-    finally:
-        lib.gm_buf_free(b)
-
-
-def contents(b):
-    return ffi.buffer(b.data + b.start, b.end - b.start)[:]
 
 
 def append(b, data):

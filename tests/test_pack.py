@@ -2,11 +2,12 @@
 a hand-written literal) gives; refused requests leave the buffer as it was."""
 from __future__ import annotations
 
-import contextlib
 import struct
 
 import pytest
 from gearman_ev._ffi import ffi, lib
+
+from tests.conftest import contents, new_buf
 
 from tests import refproto
 
@@ -49,20 +50,6 @@ REQUESTS = [
 CASES = [pytest.param(name, num, args, fn, id=f"{name}-{fn}")
          for name, num, args in REQUESTS
          for fn in ("pack", "pack4") if fn == "pack" or len(args) <= 4]
-
-
-@contextlib.contextmanager
-def new_buf():
-    b = ffi.new("gm_buf_t *")
-    assert lib.gm_buf_init(b) == lib.GM_OK
-    try:
-        yield b
-    finally:
-        lib.gm_buf_free(b)
-
-
-def contents(b):
-    return ffi.buffer(b.data + b.start, b.end - b.start)[:]
 
 
 def state(b):
