@@ -18,6 +18,7 @@
 #define GM_TEXT_NONE 0  /* no admin request awaits: text is an error */
 #define GM_TEXT_LINE 1  /* one line */
 #define GM_TEXT_BLOCK 2 /* lines up to ".\n" (or a lone "ERR ..." line) */
+#define GM_TEXT_MARKED 3 /* lines up to a line start holding NUL (an ECHO_RES marker) */
 
 typedef struct gm_packet {
     unsigned cmd;      /* GM_CMD_*, or GM_CMD_TEXT for an admin reply */

@@ -1,18 +1,20 @@
-"""gearman_ev: an asynchronous Gearman client and worker on libev.
+"""gearman_ev: an asynchronous Gearman client and worker on libev, with its
+protocol core in C.
 
-Users import from here and from ``gearman_ev.ev`` only.
+Start with ``Gearman`` (one connection: client, worker and admin) and
+``gearman_ev.ev`` (the loop). Errors: ``gearman_ev.errors``.
 """
 from __future__ import annotations
 
-from . import ev
-from ._errors import GearmanError
+from . import errors, ev
+from ._codec import MAX_PACKET
 from ._gearman import Gearman
 from ._job import Job
-from ._ffi import lib as _lib
+from .errors import (CommandTimeout, ConnectionLost, GearmanError, JobException, JobFailed,
+                     JobTimeout, ServerError)
 
 __version__ = "0.1.0"
 
-#: Largest packet body (function + unique + workload, with separators).
-MAX_PACKET = _lib.GM_MAX_PACKET
-
-__all__ = ["Gearman", "GearmanError", "Job", "MAX_PACKET", "ev", "__version__"]
+__all__ = ["Gearman", "Job", "GearmanError", "JobFailed", "JobException", "JobTimeout",
+           "CommandTimeout", "ConnectionLost", "ServerError", "MAX_PACKET", "errors", "ev",
+           "__version__"]

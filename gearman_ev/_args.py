@@ -1,11 +1,23 @@
-"""Argument checks and conversions shared by Gearman and Job: every rule of
-API.md 3 about types, sizes and forbidden bytes lives here, once."""
+"""Every argument check, once: types, sizes, forbidden bytes, times in
+seconds, priorities, ports, counts and callbacks. A check raises TypeError
+for a wrong type and ValueError for a bad value, before any I/O; it returns
+the value in the form the session sends (bytes, float seconds).
+
+What must stay true: nothing here does I/O or touches a connection; a
+payload that may outlive the call (queued before connect) is a snapshot
+(``snapshot``), never a view of the caller's buffer.
+"""
 from __future__ import annotations
+
+from typing import Any, Callable, Optional
 
 from ._ffi import ffi, lib
 
-__all__ = ["payload", "text", "function", "unique", "handle", "callback", "timeout",
-           "check_size", "name_token", "arg_str"]
+__all__ = ["payload", "snapshot", "text", "function", "unique", "handle", "callback",
+           "timeout", "seconds", "priority", "port", "count", "epoch", "concurrency",
+           "check_size", "name_token", "MAX_PACKET"]
+
+EV_MINPRI, EV_MAXPRI = lib.EV_MINPRI, lib.EV_MAXPRI
 
 # NUL, control bytes, space and DEL: never valid in a name or a text-protocol
 # word. Checked with bytes.translate, which runs at C speed on the hot path.
@@ -18,7 +30,7 @@ INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 
 # ===== Argument conversion =====
 
-def payload(value, what="payload"):
+def payload(value: Any, what: str = "payload") -> Any:
     """bytes-like or str -> bytes, or a char[] view of the caller's buffer:
     both go to gm_pack4 as is, and len() of either counts bytes."""
     if isinstance(value, bytes):
@@ -90,20 +102,82 @@ def handle(value):
     return _key(value, "handle", MAX_HANDLE, False)
 
 
-def callback(value, what="cb"):
+def snapshot(value: Any) -> bytes:
+    """A queued argument as bytes of its own: the caller may reuse or resize
+    a bytearray as soon as the call returns (API.md 9)."""
+    if type(value) is bytes:
+        return value
+    return ffi.buffer(value)[:] if isinstance(value, ffi.CData) else bytes(value)
+
+
+def callback(value: Any, what: str = "cb") -> Optional[Callable[..., Any]]:
+    """None, or something callable: a falsy non-callable (0, "") is refused too."""
     if value is not None and not callable(value):
         raise TypeError(f"{what} must be callable or None")
     return value
 
 
-def timeout(value):
+def seconds(name: str, value: Any) -> float:
+    """A time in seconds: a finite number >= 0 (0 disables)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds")
+    if value != value or value < 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0")
+    return float(value)
+
+
+def timeout(value: Any, name: str = "timeout") -> float:
+    """A job or function timeout: None or seconds (None and 0: no timeout)."""
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError("timeout must be a number of seconds or None")
-    if value != value or value < 0 or value == float("inf"):
-        raise ValueError("timeout must be a finite number >= 0")
-    return float(value)
+        raise TypeError(f"{name} must be a number of seconds or None")
+    return seconds(name, value)
+
+
+def priority(value: Any) -> int:
+    """A libev watcher priority."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("priority must be an int")
+    if not EV_MINPRI <= value <= EV_MAXPRI:
+        raise ValueError(f"priority must be between {EV_MINPRI} and {EV_MAXPRI}")
+    return value
+
+
+def port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("port must be an int")
+    if not 0 < value < 65536:
+        raise ValueError("port must be between 1 and 65535")
+    return value
+
+
+def count(name: str, value: Any) -> int:
+    """A non-negative int (attempts, sizes, byte counts)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0")
+    return value
+
+
+def concurrency(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("concurrency must be an int or None")
+    if value < 1:
+        raise ValueError("concurrency must be >= 1")
+    return value
+
+
+def epoch(value: Any) -> bytes:
+    """Unix seconds for SUBMIT_JOB_EPOCH, as its decimal text."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("epoch must be an int (Unix seconds)")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("epoch outside int64")
+    return str(value).encode()
 
 
 def check_size(*args):
@@ -113,12 +187,6 @@ def check_size(*args):
         body += len(arg)
     if body > MAX_PACKET:
         raise ValueError(f"payload too large ({body} bytes, max {MAX_PACKET})")
-
-
-def arg_str(pkt, i):
-    return ffi.unpack(pkt.arg[i], pkt.len[i]).decode("utf-8", "surrogateescape")
-
-
 
 
 def name_token(value, what):

@@ -1,65 +1,121 @@
-"""class Gearman: the client and admin halves of one connection (API.md 2-5,
-7, 8): argument checks, request encoding calls, and (result, err) dispatch.
+"""class Gearman: one Gearman connection on a libev loop, as client, worker
+and admin. It composes a protocol session (``_session``) with the libev
+driver (``_libev``); this module only checks arguments and hands requests
+to the session.
 
-What must stay true here:
-- Every argument is checked (TypeError / ValueError) before any I/O and before
-  the "not connected" check, so a bad call fails the same way in every state.
-- A foreground submission fires its terminal callback exactly once: on its
-  terminal packet, its own ``timeout``, an ERROR in place of JOB_CREATED, or a
-  drop. Coalesced submissions on one handle get the k-th copy of each event
-  (PROTOCOL.md 4.2).
+What must stay true:
+- Every argument is checked (TypeError / ValueError) before any I/O and
+  before the state checks ("not connected", "used after fork", "wrong
+  thread"), so a bad call fails the same way in every state.
+- The object is the only strong owner of its session and driver: when the
+  program drops it, ``__del__`` drains every callback once and closes.
 """
 from __future__ import annotations
 
-import weakref
+import inspect
+import os
+import threading
+from typing import Any, Callable, Optional, Tuple, Union
 
-from . import _args, _errors, ev
-from ._args import arg_str as _str
-from ._conn import (ANSWERS, K_ALL_YOURS, K_ECHO, K_MARKER, K_OPTION, K_STATUS, K_STATUS_UNIQUE,
-                    K_SUBMIT_BG, K_TEXT_BLOCK, K_TEXT_LINE, Attached, Connection, Entry,
-                    Submission, _port)
-from ._ffi import ffi, lib
-from ._worker import HANDLERS as _WORKER_HANDLERS, Worker
+from . import _args, _session, errors, ev
+from ._codec import CMD, MAX_PACKET, NULL, read_capacity, write_capacity
+from ._job import Job
+from ._libev import LibevDriver
+from ._session import (K_ECHO, K_OPTION, K_STATUS, K_STATUS_UNIQUE, K_SUBMIT_BG, K_TEXT_BLOCK,
+                       K_TEXT_LINE, K_TEXT_MARKED, STATE_NAMES, Ability, Entry, Session,
+                       Submission)
 
 __all__ = ["Gearman"]
 
-MAX_PACKET = lib.GM_MAX_PACKET
-_CREATED_ANSWERS = ANSWERS[lib.GM_CMD_JOB_CREATED]
+Callback = Optional[Callable[..., Any]]
+Payload = Union[bytes, bytearray, memoryview, str]
+Name = Union[str, bytes]
 
 # Admin commands whose reply is a block ending in ".\n" (PROTOCOL.md 7).
 # gearmand 1.1.20 answers these three with a block whatever words follow
-# ("status x" too) [probe]; "show" only with exactly these arguments.
+# ("status x" too); "show" only with exactly these arguments.
 _BLOCK_COMMANDS = {b"status", b"workers", b"prioritystatus"}
-_BLOCK_SHOW_ARGS = ([b"jobs"], [b"unique", b"jobs"])
-unpack = ffi.unpack
+_get_ident = threading.get_ident
 
 
+class Gearman:
+    """One connection to a Gearman job server: client, worker and admin.
 
-class Gearman(Worker, Connection):
-    """One connection to gearmand: client, worker and admin (API.md 2).
+    Args:
+        host: server name or address; with ``host`` (or ``path``) a
+            non-blocking connect starts at once, else call ``connect()``.
+        port: TCP port (default 4730).
+        path: a Unix-domain socket instead of TCP.
+        loop: the ``ev.Loop`` to run on (default ``ev.default_loop()``).
+        priority: libev priority of the object's watchers.
+        keepalive: TCP keepalive idle time in seconds (0: off).
+        connect_timeout: seconds a connect may take (0: no limit).
+        command_timeout: seconds without a byte from the server while a
+            request awaits its reply; then every pending callback gets
+            ``"command timeout"`` (0: no limit).
+        reconnect: reconnect after a drop or a failed connect.
+        reconnect_delay: seconds between attempts.
+        max_reconnect_attempts: give up after this many failed attempts (0:
+            never); a connection that ends before the server sent a byte
+            counts as failed.
+        exceptions: send ``OPTION_REQ exceptions`` on every connect; a
+            worker reports a sync callback's exception as WORK_EXCEPTION.
+        client_id: sent as SET_CLIENT_ID on every connect.
+        grab_unique: the worker grabs with GRAB_JOB_UNIQ (jobs carry ``unique``).
+        high_water: bytes of unsent requests above which new requests are
+            refused with ``GearmanError("write buffer full")`` (0: unbounded).
+        on_error: ``on_error(errstr)`` for connection-level errors (default:
+            a warning on the "gearman_ev" logger).
+        on_connect: ``on_connect()`` once the connection is up.
+        on_disconnect: ``on_disconnect()`` after an established connection
+            ended and its pending callbacks were drained.
 
-    Args: see API.md 2. All times are seconds; 0 disables a timeout.
-    Raises: TypeError / ValueError for bad arguments, before any I/O.
+    Every time is in seconds. Raises TypeError / ValueError for bad
+    arguments, before any I/O.
     """
 
-    def __init__(self, host=None, port=4730, *, path=None, loop=None, priority=0,
-                 keepalive=0, connect_timeout=0, command_timeout=0,
-                 reconnect=False, reconnect_delay=1.0, max_reconnect_attempts=0,
-                 exceptions=False, client_id=None, grab_unique=False,
-                 on_error=None, on_connect=None, on_disconnect=None):
+    def __init__(self, host: Optional[Name] = None, port: int = 4730, *,
+                 path: Any = None, loop: Optional[ev.Loop] = None, priority: int = 0,
+                 keepalive: float = 0, connect_timeout: float = 0,
+                 command_timeout: float = 0, reconnect: bool = False,
+                 reconnect_delay: float = 1.0, max_reconnect_attempts: int = 0,
+                 exceptions: bool = False, client_id: Optional[Name] = None,
+                 grab_unique: bool = False, high_water: int = 64 * 1024 * 1024,
+                 on_error: Callback = None, on_connect: Callback = None,
+                 on_disconnect: Callback = None) -> None:
+        self._s: Optional[Session] = None  # until set-up is complete, __del__ has nothing to do
         if host is not None and path is not None:
             raise ValueError("cannot specify both 'host' and 'path'")
-        _port(port)  # checked even when unused (no host): a bad argument is refused
-        client_id = None if client_id is None else _args.name_token(client_id, "client_id")
-        self._closed = True  # until set-up is complete, __del__ has nothing to do
-        self._conn_init(loop, priority, keepalive, connect_timeout, command_timeout,
-                        reconnect, reconnect_delay, max_reconnect_attempts,
-                        on_error, on_connect, on_disconnect)
-        self._exceptions = bool(exceptions)
-        self._client_id = client_id
-        self._grab_unique = bool(grab_unique)
-        self._worker_init()
-        self._closed = False  # from here on __del__ drains, closes and frees
+        _args.port(port)  # checked even when unused (no host): a bad argument is refused
+        if loop is None:
+            loop = ev.default_loop()
+        if not isinstance(loop, ev.Loop):
+            raise TypeError("loop must be a gearman_ev.ev.Loop")
+        priority = _args.priority(priority)
+        keepalive = _args.seconds("keepalive", keepalive)
+        connect_timeout = _args.seconds("connect_timeout", connect_timeout)
+        command_timeout = _args.seconds("command_timeout", command_timeout)
+        reconnect_delay = _args.seconds("reconnect_delay", reconnect_delay)
+        max_reconnect_attempts = _args.count("max_reconnect_attempts", max_reconnect_attempts)
+        high_water = _args.count("high_water", high_water)
+        client_id_b = None if client_id is None else _args.name_token(client_id, "client_id")
+        for name, cb in (("on_error", on_error), ("on_connect", on_connect),
+                         ("on_disconnect", on_disconnect)):
+            _args.callback(cb, name)
+        self._loop = loop
+        self._priority = priority
+        self._driver = driver = LibevDriver(loop, priority, keepalive)
+        session = Session(driver, Job, exceptions=bool(exceptions), client_id=client_id_b,
+                          grab_unique=bool(grab_unique), connect_timeout=connect_timeout,
+                          command_timeout=command_timeout, reconnect=bool(reconnect),
+                          reconnect_delay=reconnect_delay,
+                          max_reconnect_attempts=max_reconnect_attempts,
+                          high_water=high_water)
+        driver.attach(session)
+        session.on_error = on_error
+        session.on_connect = on_connect
+        session.on_disconnect = on_disconnect
+        self._s = session
         if host is not None:
             self.connect(host, port)
         elif path is not None:
@@ -70,138 +126,323 @@ class Gearman(Worker, Connection):
     def __enter__(self) -> Gearman:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.disconnect()
 
-    def __del__(self):
-        try:
-            self._close()
-        except Exception:  # noqa: BLE001 - nothing may escape a finalizer
-            pass
+    def __del__(self) -> None:
+        session = getattr(self, "_s", None)
+        if session is not None:
+            try:
+                session.close()
+            except Exception:  # noqa: BLE001 - nothing may escape a finalizer
+                pass
 
-    def __repr__(self):
-        state = {0: "disconnected", 1: "connecting", 2: "connected", 3: "waiting"}[self._state]
-        return f"<Gearman {self._address} {state} pending={len(self._pending)}>"
+    def __repr__(self) -> str:
+        s = self._s
+        assert s is not None
+        return (f"<Gearman {s.describe_address()} {STATE_NAMES[s.state]} "
+                f"pending={s.pending_count}>")
+
+    def _watchers(self) -> Tuple[ev.Watcher, ...]:
+        return self._driver.watchers()
+
+    def _check(self) -> Session:
+        """The session, if this thread and process may use it now."""
+        s = self._s
+        assert s is not None
+        if s._fork_gen != _session._fork_gen:
+            raise errors.GearmanError(errors.USED_AFTER_FORK)
+        owner = getattr(self._loop, "_running_thread", None)
+        if owner is not None and owner != _get_ident():
+            raise errors.GearmanError(errors.WRONG_THREAD)
+        return s
+
+    # ===== Connection (API.md 4) =====
+
+    def connect(self, host: Name, port: int = 4730) -> None:
+        """TCP connect (host name, IPv4 or IPv6 literal); non-blocking.
+        Cancels a pending automatic reconnect.
+
+        Raises: GearmanError("already connected") while connected or connecting.
+        """
+        if isinstance(host, bytes):
+            host = host.decode()
+        if not isinstance(host, str):
+            raise TypeError("host must be a str")
+        if not host:
+            raise ValueError("host must not be empty")
+        port = _args.port(port)
+        self._check().connect(("tcp", host, port))
+
+    def connect_unix(self, path: Any) -> None:
+        """Connect to a Unix-domain socket (str, bytes or os.PathLike)."""
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        if isinstance(path, str):
+            path = os.fsencode(path)
+        if not isinstance(path, bytes):
+            raise TypeError("path must be a str, bytes or os.PathLike")
+        if not path or b"\0" in path:
+            raise ValueError("path must be non-empty and hold no NUL")
+        self._check().connect(("unix", path))
+
+    def disconnect(self) -> None:
+        """Close now: every pending callback gets ``"disconnected"``, then
+        ``on_disconnect`` fires; no ``on_error`` and no reconnect."""
+        self._check().disconnect()
+
+    @property
+    def is_connected(self) -> bool:
+        """True while connected or connecting."""
+        s = self._s
+        assert s is not None
+        return s.state in (_session.CONNECTING, _session.CONNECTED)
+
+    def reconnect(self, enable: bool, delay: Optional[float] = None,
+                  max_attempts: Optional[int] = None) -> None:
+        """Turn automatic reconnection on or off; omitted values stay."""
+        if delay is not None:
+            delay = _args.seconds("delay", delay)
+        if max_attempts is not None:
+            max_attempts = _args.count("max_attempts", max_attempts)
+        self._check().set_reconnect(bool(enable), delay, max_attempts)
+
+    @property
+    def reconnect_enabled(self) -> bool:
+        """Whether the object reconnects after a drop."""
+        return self._session.reconnect_enabled
+
+    @property
+    def _session(self) -> Session:
+        s = self._s
+        assert s is not None
+        return s
+
+    @property
+    def priority(self) -> int:
+        """libev priority of the object's watchers."""
+        return self._priority
+
+    @priority.setter
+    def priority(self, value: int) -> None:
+        self._priority = _args.priority(value)
+        self._driver.set_priority(self._priority)
+
+    @property
+    def keepalive(self) -> float:
+        """TCP keepalive idle time in seconds (0: off); the kernel counts
+        whole seconds, so a fraction is rounded (never down to off)."""
+        return self._driver.keepalive
+
+    @keepalive.setter
+    def keepalive(self, value: float) -> None:
+        self._driver.set_keepalive(_args.seconds("keepalive", value))
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds a connect may take (0: no limit)."""
+        return self._session.connect_timeout
+
+    @connect_timeout.setter
+    def connect_timeout(self, value: float) -> None:
+        self._session.connect_timeout = _args.seconds("connect_timeout", value)
+
+    @property
+    def command_timeout(self) -> float:
+        """Seconds without a byte while a request awaits its reply (0: off)."""
+        return self._session.command_timeout
+
+    @command_timeout.setter
+    def command_timeout(self, value: float) -> None:
+        s = self._session
+        s.command_timeout = _args.seconds("command_timeout", value)
+        if not s.command_timeout:
+            s._command_at = 0.0
+
+    @property
+    def high_water(self) -> int:
+        """Unsent bytes above which new requests are refused (0: unbounded)."""
+        return self._session.high_water
+
+    @high_water.setter
+    def high_water(self, value: int) -> None:
+        self._session.high_water = _args.count("high_water", value)
+
+    @property
+    def writable(self) -> bool:
+        """False while more than ``high_water`` bytes wait unsent."""
+        return self._session.writable
+
+    def _get_cb(name: str) -> property:  # type: ignore[misc]
+        def get(self: Gearman) -> Callback:
+            return getattr(self._session, name)  # type: ignore[no-any-return]
+
+        def set_(self: Gearman, value: Callback) -> None:
+            setattr(self._session, name, _args.callback(value, name))
+        return property(get, set_, doc=f"The ``{name}`` callback (None to clear).")
+
+    on_error = _get_cb("on_error")
+    on_connect = _get_cb("on_connect")
+    on_disconnect = _get_cb("on_disconnect")
+    on_drain = _get_cb("on_drain")
+    del _get_cb
+
+    # ===== Introspection (API.md 8) =====
+
+    @property
+    def pending_count(self) -> int:
+        """Binary requests sent and awaiting their reply."""
+        return self._session.pending_count
+
+    @property
+    def waiting_count(self) -> int:
+        """Requests held until the connection is up."""
+        return self._session.waiting_count
+
+    @property
+    def active_count(self) -> int:
+        """Foreground submissions with a handle whose callback has not fired."""
+        return self._session.active_count
+
+    @property
+    def buffer_sizes(self) -> Tuple[int, int]:
+        """``(read_capacity, write_capacity)`` of the connection's buffers, in
+        bytes: 16 KiB each at rest."""
+        c = self._session.c
+        if c == NULL:
+            return (0, 0)  # destroyed
+        return (read_capacity(c), write_capacity(c))
 
     # ===== Client (API.md 5) =====
 
-    def echo(self, data, cb=None) -> None:
+    def echo(self, data: Payload, cb: Callback = None) -> None:
         """ECHO_REQ. Callback: ``cb(echoed_bytes, err)``."""
         data = _args.payload(data)
         _args.callback(cb)
         _args.check_size(data)
-        self._send(lib.GM_CMD_ECHO_REQ, (data,), Entry(K_ECHO, cb))
+        self._check().send(CMD.ECHO_REQ, (data,), Entry(K_ECHO, cb))
 
-    def _submit_fg(self, cmd, func, workload, cb, unique, timeout, on_data, on_warning,
-                   on_status, on_exception):
-        func = _args.function(func)
-        unique = _args.unique(unique)
-        workload = _args.payload(workload, "workload")
+    def _submit_fg(self, cmd: int, func: Name, workload: Payload, cb: Callback,
+                   unique: Optional[Name], timeout: Optional[float], on_data: Callback,
+                   on_warning: Callback, on_status: Callback, on_exception: Callback) -> None:
+        fname = _args.function(func)
+        ukey = _args.unique(unique)
+        load = _args.payload(workload, "workload")
         _args.callback(cb)
-        if on_data or on_warning or on_status or on_exception:
-            for name, h in (("on_data", on_data), ("on_warning", on_warning),
-                            ("on_status", on_status), ("on_exception", on_exception)):
-                _args.callback(h, name)
-        timeout = _args.timeout(timeout) if timeout is not None else 0.0
-        if len(func) + len(unique) + len(workload) + 2 > MAX_PACKET:
-            _args.check_size(func, unique, workload)  # raises the ValueError
-        sub = Submission(cb, on_data, on_warning, on_status, on_exception)
-        if unique:
-            sub.shared = True
-        self._send3(cmd, func, unique, workload, sub)
-        if timeout:
-            sub.timer = ev.Timer(timeout, 0, self._loop, _job_timeout(self, sub))
-            sub.timer.start()
+        if on_data is not None or on_warning is not None or on_status is not None \
+                or on_exception is not None:
+            _args.callback(on_data, "on_data")
+            _args.callback(on_warning, "on_warning")
+            _args.callback(on_status, "on_status")
+            _args.callback(on_exception, "on_exception")
+        seconds = _args.timeout(timeout) if timeout is not None else 0.0
+        if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
+            _args.check_size(fname, ukey, load)  # raises the ValueError
+        s = self._check()
+        sub = Submission(cb, on_data, on_warning, on_status, on_exception, bool(ukey))
+        s.send3(cmd, fname, ukey, load, sub)
+        if seconds:
+            s.set_job_deadline(sub, seconds)
 
-    def submit_job(self, func, workload, cb=None, *, unique=None, timeout=None,
-                   on_data=None, on_warning=None, on_status=None, on_exception=None) -> None:
+    def submit_job(self, func: Name, workload: Payload, cb: Callback = None, *,
+                   unique: Optional[Name] = None, timeout: Optional[float] = None,
+                   on_data: Callback = None, on_warning: Callback = None,
+                   on_status: Callback = None, on_exception: Callback = None) -> None:
         """A foreground job. Terminal callback ``cb(result_bytes, err)``.
 
         Per-event handlers: ``on_data(bytes)``, ``on_warning(bytes)``,
         ``on_status(numerator, denominator)``, ``on_exception(bytes)``.
-        ``timeout`` (seconds) bounds the whole job: ``cb(None, "job timeout")``.
+        ``timeout`` (seconds) bounds the whole job: ``cb(None, "job timeout")``
+        (the server is not told; later events are dropped).
         """
-        self._submit_fg(lib.GM_CMD_SUBMIT_JOB, func, workload, cb, unique, timeout,
+        self._submit_fg(CMD.SUBMIT_JOB, func, workload, cb, unique, timeout,
                         on_data, on_warning, on_status, on_exception)
 
-    def submit_job_high(self, func, workload, cb=None, *, unique=None, timeout=None,
-                        on_data=None, on_warning=None, on_status=None, on_exception=None):
+    def submit_job_high(self, func: Name, workload: Payload, cb: Callback = None, *,
+                        unique: Optional[Name] = None, timeout: Optional[float] = None,
+                        on_data: Callback = None, on_warning: Callback = None,
+                        on_status: Callback = None, on_exception: Callback = None) -> None:
         """``submit_job`` at high priority."""
-        self._submit_fg(lib.GM_CMD_SUBMIT_JOB_HIGH, func, workload, cb, unique, timeout,
+        self._submit_fg(CMD.SUBMIT_JOB_HIGH, func, workload, cb, unique, timeout,
                         on_data, on_warning, on_status, on_exception)
 
-    def submit_job_low(self, func, workload, cb=None, *, unique=None, timeout=None,
-                       on_data=None, on_warning=None, on_status=None, on_exception=None):
+    def submit_job_low(self, func: Name, workload: Payload, cb: Callback = None, *,
+                       unique: Optional[Name] = None, timeout: Optional[float] = None,
+                       on_data: Callback = None, on_warning: Callback = None,
+                       on_status: Callback = None, on_exception: Callback = None) -> None:
         """``submit_job`` at low priority."""
-        self._submit_fg(lib.GM_CMD_SUBMIT_JOB_LOW, func, workload, cb, unique, timeout,
+        self._submit_fg(CMD.SUBMIT_JOB_LOW, func, workload, cb, unique, timeout,
                         on_data, on_warning, on_status, on_exception)
 
-    def _submit_bg(self, cmd, func, workload, cb, unique, epoch=None):
-        func = _args.function(func)
-        unique = _args.unique(unique)
-        workload = _args.payload(workload, "workload")
+    def _submit_bg(self, cmd: int, func: Name, workload: Payload, cb: Callback,
+                   unique: Optional[Name], epoch: Optional[bytes] = None) -> None:
+        fname = _args.function(func)
+        ukey = _args.unique(unique)
+        load = _args.payload(workload, "workload")
         _args.callback(cb)
         if epoch is None:
-            if len(func) + len(unique) + len(workload) + 2 > MAX_PACKET:
-                _args.check_size(func, unique, workload)  # raises the ValueError
-            self._send3(cmd, func, unique, workload, Entry(K_SUBMIT_BG, cb))
+            if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
+                _args.check_size(fname, ukey, load)  # raises the ValueError
+            self._check().send3(cmd, fname, ukey, load, Entry(K_SUBMIT_BG, cb))
             return
-        args = (func, unique, epoch, workload)
+        args = (fname, ukey, epoch, load)
         _args.check_size(*args)
-        self._send(cmd, args, Entry(K_SUBMIT_BG, cb))
+        self._check().send(cmd, args, Entry(K_SUBMIT_BG, cb))
 
-    def submit_job_bg(self, func, workload, cb=None, *, unique=None) -> None:
+    def submit_job_bg(self, func: Name, workload: Payload, cb: Callback = None, *,
+                      unique: Optional[Name] = None) -> None:
         """A background job. Callback ``cb(handle_str, err)`` on JOB_CREATED."""
-        self._submit_bg(lib.GM_CMD_SUBMIT_JOB_BG, func, workload, cb, unique)
+        self._submit_bg(CMD.SUBMIT_JOB_BG, func, workload, cb, unique)
 
-    def submit_job_high_bg(self, func, workload, cb=None, *, unique=None) -> None:
+    def submit_job_high_bg(self, func: Name, workload: Payload, cb: Callback = None, *,
+                           unique: Optional[Name] = None) -> None:
         """``submit_job_bg`` at high priority."""
-        self._submit_bg(lib.GM_CMD_SUBMIT_JOB_HIGH_BG, func, workload, cb, unique)
+        self._submit_bg(CMD.SUBMIT_JOB_HIGH_BG, func, workload, cb, unique)
 
-    def submit_job_low_bg(self, func, workload, cb=None, *, unique=None) -> None:
+    def submit_job_low_bg(self, func: Name, workload: Payload, cb: Callback = None, *,
+                          unique: Optional[Name] = None) -> None:
         """``submit_job_bg`` at low priority."""
-        self._submit_bg(lib.GM_CMD_SUBMIT_JOB_LOW_BG, func, workload, cb, unique)
+        self._submit_bg(CMD.SUBMIT_JOB_LOW_BG, func, workload, cb, unique)
 
-    def submit_job_epoch(self, func, workload, epoch, cb=None, *, unique=None) -> None:
+    def submit_job_epoch(self, func: Name, workload: Payload, epoch: int,
+                         cb: Callback = None, *, unique: Optional[Name] = None) -> None:
         """A background job run at ``epoch`` (int Unix seconds).
         Callback ``cb(handle_str, err)``."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int):
-            raise TypeError("epoch must be an int (Unix seconds)")
-        if not _args.INT64_MIN <= epoch <= _args.INT64_MAX:
-            raise ValueError("epoch outside int64")
-        self._submit_bg(lib.GM_CMD_SUBMIT_JOB_EPOCH, func, workload, cb, unique,
-                        str(epoch).encode())
+        when = _args.epoch(epoch)
+        self._submit_bg(CMD.SUBMIT_JOB_EPOCH, func, workload, cb, unique, when)
 
-    def get_status(self, handle, cb) -> None:
+    def get_status(self, handle: Name, cb: Callable[..., Any]) -> None:
         """GET_STATUS. ``cb({'handle', 'known', 'running', 'numerator',
         'denominator'}, err)``; known/running are bools."""
-        handle = _args.handle(handle)
+        key = _args.handle(handle)
         _args.callback(cb)
-        self._send(lib.GM_CMD_GET_STATUS, (handle,), Entry(K_STATUS, cb))
+        self._check().send(CMD.GET_STATUS, (key,), Entry(K_STATUS, cb))
 
-    def get_status_unique(self, unique, cb) -> None:
+    def get_status_unique(self, unique: Name, cb: Callable[..., Any]) -> None:
         """GET_STATUS_UNIQUE. ``cb({'unique', 'known', 'running', 'numerator',
         'denominator', 'client_count'}, err)``."""
         key = _args.unique(unique)
         if not key:
             raise ValueError("unique must not be empty")
         _args.callback(cb)
-        self._send(lib.GM_CMD_GET_STATUS_UNIQUE, (key,), Entry(K_STATUS_UNIQUE, cb))
+        self._check().send(CMD.GET_STATUS_UNIQUE, (key,), Entry(K_STATUS_UNIQUE, cb))
 
-    def option(self, name, cb=None) -> None:
+    def option(self, name: Name, cb: Callback = None) -> None:
         """OPTION_REQ. ``cb(True, err)``; "exceptions" is re-sent on reconnect."""
         opt = _args.name_token(name, "option name")
         if len(opt) >= 64:
             raise ValueError("option name must be shorter than 64 bytes")
         _args.callback(cb)
-        self._send(lib.GM_CMD_OPTION_REQ, (opt,), Entry(K_OPTION, cb))
+        s = self._check()
+        s.send(CMD.OPTION_REQ, (opt,), Entry(K_OPTION, cb))
         if opt.lower() == b"exceptions":
-            self._exceptions = True
+            s.exceptions = True
 
     # ===== Admin (API.md 7) =====
 
-    def admin(self, command, cb=None) -> None:
-        """A text command; ``cb(text, err)``. Block replies come whole."""
+    def admin(self, command: Name, cb: Callback = None) -> None:
+        """A text command; ``cb(text, err)``. Block replies come whole; a
+        reply starting with ``ERR `` is the err."""
         cmd = _args.text(command, "command")
         if b"\r" in cmd or b"\n" in cmd or b"\0" in cmd:
             raise ValueError("admin command must not hold CR, LF or NUL")
@@ -210,24 +451,28 @@ class Gearman(Worker, Connection):
         # word), a leading space making the command word empty; ASCII case-blind.
         head, *rest = cmd.lower().split(b" ")
         rest = [w for w in rest if w]
-        block = head in _BLOCK_COMMANDS or (head == b"show" and rest in _BLOCK_SHOW_ARGS)
-        kind = K_TEXT_BLOCK if block else K_TEXT_LINE
+        if head in _BLOCK_COMMANDS or (head == b"show" and rest == [b"jobs"]):
+            kind = K_TEXT_BLOCK
+        elif head == b"show" and rest == [b"unique", b"jobs"]:
+            kind = K_TEXT_MARKED  # a unique key "." must not end it (PROTOCOL.md 7)
+        else:
+            kind = K_TEXT_LINE
         # CRLF: gearmand trims two bytes off some lines (PROTOCOL.md 7).
-        self._send(None, cmd + b"\r\n", Entry(kind, cb))
+        self._check().admin(cmd + b"\r\n", kind, cb)
 
-    def server_status(self, cb=None) -> None:
+    def server_status(self, cb: Callback = None) -> None:
         """``status``: lines ``FUNC\\tTOTAL\\tRUNNING\\tWORKERS``."""
         self.admin("status", cb)
 
-    def server_workers(self, cb=None) -> None:
+    def server_workers(self, cb: Callback = None) -> None:
         """``workers``: one line per connection."""
         self.admin("workers", cb)
 
-    def server_version(self, cb=None) -> None:
+    def server_version(self, cb: Callback = None) -> None:
         """``version``: e.g. ``"OK 1.1.20+ds"``."""
         self.admin("version", cb)
 
-    def maxqueue(self, func, size, cb=None) -> None:
+    def maxqueue(self, func: Name, size: int, cb: Callback = None) -> None:
         """``maxqueue FUNC SIZE``: ``"OK"``."""
         name = _args.name_token(func, "func")
         if isinstance(size, bool) or not isinstance(size, int):
@@ -236,216 +481,78 @@ class Gearman(Worker, Connection):
             raise ValueError("size must be >= 0")
         self.admin(b"maxqueue " + name + b" " + str(size).encode(), cb)
 
-    def shutdown_server(self, graceful=False, cb=None) -> None:
+    def shutdown_server(self, graceful: bool = False, cb: Callback = None) -> None:
         """``shutdown [graceful]`` (gearmand >= 1.1.15 answers ERR UNKNOWN_COMMAND)."""
         self.admin("shutdown graceful" if graceful else "shutdown", cb)
 
-    # ===== Reply and event handlers =====
+    # ===== Worker (API.md 6) =====
 
-    def _finish_sub(self, sub, result, err):
-        """The one terminal callback of a foreground submission."""
-        if sub.done:
-            return
-        sub.done = True
-        if sub.timer is not None:
-            sub.timer.stop()
-            sub.timer = None
-        if sub.cb is not None:
-            self._call(sub.cb, result, err)
+    def register_function(self, name: Name, callback: Callable[[Job], Any], *,
+                          timeout: Optional[float] = None, async_: bool = False) -> None:
+        """Serve ``name`` with ``callback(job)``: CAN_DO, or CAN_DO_TIMEOUT
+        with ``timeout`` seconds. A sync callback returns the result (bytes,
+        str or None); an ``async_=True`` callback finishes the job itself
+        with ``job.complete()``, ``job.fail()`` or ``job.exception()``.
 
-    def _on_job_created(self, pkt):
-        pending = self._pending
-        if pending and pending[0].kind in _CREATED_ANSWERS:  # _pop, inlined
-            entry = pending.popleft()
-        else:
-            self._pop(lib.GM_CMD_JOB_CREATED)  # reports the mismatch
-            return
-        # Handles stay bytes inside: the key of _active, never decoded per event.
-        handle = unpack(pkt.arg[0], pkt.len[0])
-        if entry.kind == K_SUBMIT_BG:
-            if entry.cb is not None:
-                self._call(entry.cb, handle.decode("utf-8", "surrogateescape"), None)
-            return
-        entry.handle = handle
-        if not entry.done:
-            self._nactive += 1
-        elif not entry.shared:
-            return  # timed out, and no other submission can share its handle
-        active = self._active
-        other = active.get(handle)
-        if other is None:
-            active[handle] = entry  # the common case: one submission per handle
-        elif type(other) is Attached:
-            other.subs.append(entry)
-        else:
-            active[handle] = Attached([other, entry])
+        Raises: TypeError for a coroutine function (use ``gearman_ev.aio``).
+        """
+        if not callable(callback):
+            raise TypeError("callback must be callable as callback(job)")
+        if inspect.iscoroutinefunction(callback):
+            raise TypeError("callback is a coroutine function: the libev Gearman runs plain "
+                            "functions; use gearman_ev.aio.AsyncGearman for async def workers")
+        self._can_do(name, timeout, Ability(callback, None, bool(async_)))
 
-    def _event_sub(self, pkt, terminal):
-        """The submission the next copy of this work event belongs to; a
-        terminal copy also retires it from _active."""
-        handle = unpack(pkt.arg[0], pkt.len[0])
-        active = self._active
-        item = active.get(handle)
-        if item is None or type(item) is not Attached:
-            if terminal and item is not None:
-                del active[handle]
-            return item
-        sub = item.next_sub()
-        if terminal:
-            item.retire(sub)
-            if len(item.subs) == 1:
-                active[handle] = item.subs[0]
-        return sub
+    def can_do(self, name: Name, timeout: Optional[float] = None) -> None:
+        """Announce an ability without a managed callback (for ``grab_job``)."""
+        self._can_do(name, timeout, Ability(None, None, False))
 
-    def _on_work_data(self, pkt, handler_name="on_data"):
-        sub = self._event_sub(pkt, False)
-        if sub is None or sub.done:
-            return
-        handler = getattr(sub, handler_name)
-        if handler is not None:
-            self._call(handler, unpack(pkt.arg[1], pkt.len[1]))
+    def _can_do(self, name: Name, timeout: Optional[float], ability: Ability) -> None:
+        func = _args.function(name)
+        seconds = _args.timeout(timeout)  # None and 0 both mean "no timeout"
+        # Milliseconds on the wire, as gearmand >= 1.1.19 reads it (PROTOCOL.md 8.6).
+        ability.timeout_ms = max(1, round(seconds * 1000)) if seconds else None
+        self._check().set_ability(func, ability)
 
-    def _on_work_warning(self, pkt):
-        self._on_work_data(pkt, "on_warning")
+    def cant_do(self, name: Name) -> None:
+        """Withdraw an ability (CANT_DO)."""
+        self._check().set_ability(_args.function(name), None)
 
-    def _on_work_status(self, pkt):
-        sub = self._event_sub(pkt, False)
-        if sub is None or sub.done or sub.on_status is None:
-            return
-        self._call(sub.on_status, _str(pkt, 1), _str(pkt, 2))
+    unregister_function = cant_do
 
-    def _terminal(self, pkt, result, err, exception_data=None):
-        sub = self._event_sub(pkt, True)
-        if sub is None or sub.done:
-            return  # unknown, or timed out earlier: its copy is dropped
-        self._nactive -= 1
-        if exception_data is not None and sub.on_exception is not None:
-            gen = self._gen
-            self._call(sub.on_exception, exception_data)
-            if gen != self._gen:
-                return  # the drop that on_exception caused has drained sub
-        self._finish_sub(sub, result, err)
+    def reset_abilities(self) -> None:
+        """Withdraw every ability (RESET_ABILITIES)."""
+        self._check().reset_abilities()
 
-    def _on_work_complete(self, pkt):
-        handle = unpack(pkt.arg[0], pkt.len[0])
-        sub = self._active.get(handle)
-        if type(sub) is Submission:  # one submission on the handle: the fast path
-            del self._active[handle]
-            if not sub.done:
-                self._nactive -= 1
-                self._finish_sub(sub, unpack(pkt.arg[1], pkt.len[1]), None)
-            return
-        self._terminal(pkt, unpack(pkt.arg[1], pkt.len[1]), None)
+    def set_client_id(self, client_id: Name) -> None:
+        """SET_CLIENT_ID, now and on every connect."""
+        self._check().set_client_id(_args.name_token(client_id, "client_id"))
 
-    def _on_work_fail(self, pkt):
-        self._terminal(pkt, None, _errors.JOB_FAILED)
+    def all_yours(self, cb: Callback = None) -> None:
+        """ALL_YOURS. gearmand 1.1 answers ``cb(None, "INVALID_COMMAND: ...")``;
+        a server that takes it silently gives ``cb(True, None)``."""
+        _args.callback(cb)
+        self._check().all_yours(cb)
 
-    def _on_work_exception(self, pkt):
-        self._terminal(pkt, None, _errors.EXCEPTION, unpack(pkt.arg[1], pkt.len[1]))
+    def work(self, on_idle: Callback = None, *, concurrency: Optional[int] = None) -> None:
+        """Grab and run jobs until ``work_stop()``. ``on_idle()`` fires each
+        time the worker goes to sleep. ``concurrency=N`` keeps at most N
+        (async) jobs in flight with at most N grabs outstanding."""
+        _args.callback(on_idle, "on_idle")
+        limit = _args.concurrency(concurrency)
+        self._check().work(on_idle, limit, False)
 
-    def _on_echo_res(self, pkt):
-        pending = self._pending
-        if pending and pending[0].kind == K_ALL_YOURS:
-            # No ERROR came before the marker's echo: ALL_YOURS was taken silently.
-            entry = pending.popleft()
-            if pending and pending[0].kind == K_MARKER:
-                pending.popleft()  # this very echo answers the marker
-            if entry.cb is not None:
-                self._call(entry.cb, True, None)
-            return
-        entry = self._pop(lib.GM_CMD_ECHO_RES)
-        if entry is None or entry.kind == K_MARKER:
-            return
-        if entry.cb is not None:
-            self._call(entry.cb, unpack(pkt.arg[0], pkt.len[0]), None)
+    def work_one(self, on_idle: Callback = None) -> None:
+        """Run exactly one job, then stop; wait for one if none is queued."""
+        _args.callback(on_idle, "on_idle")
+        self._check().work(on_idle, None, True)
 
-    def _on_status_res(self, pkt):
-        entry = self._pop(lib.GM_CMD_STATUS_RES)
-        if entry is not None and entry.cb is not None:
-            self._call(entry.cb, _status(pkt, "handle"), None)
+    def work_stop(self) -> None:
+        """Stop grabbing; jobs in flight still report their results."""
+        self._check().work_stop()
 
-    def _on_status_res_unique(self, pkt):
-        entry = self._pop(lib.GM_CMD_STATUS_RES_UNIQUE)
-        if entry is not None and entry.cb is not None:
-            status = _status(pkt, "unique")
-            count = _str(pkt, 5)
-            status["client_count"] = int(count) if count.isdigit() else 0
-            self._call(entry.cb, status, None)
-
-    def _on_option_res(self, pkt):
-        entry = self._pop(lib.GM_CMD_OPTION_RES)
-        if entry is not None and entry.cb is not None:
-            self._call(entry.cb, True, None)
-
-    def _on_error_packet(self, pkt):
-        code, text = _str(pkt, 0), _str(pkt, 1)
-        err = f"{code}: {text}"
-        if code == "JOB_NOT_FOUND" or not self._pending:
-            # Never the answer to a request in gearmand 1.1 (PROTOCOL.md 3.2).
-            self._report_error(err)
-            return
-        entry = self._pending.popleft()
-        if entry.kind == K_MARKER:
-            self._protocol_error(f"unexpected ERROR {err}")
-            return
-        self._fail_entry(entry, err)
-
-    def _on_text(self, pkt):
-        entry = self._pending.popleft()  # the decoder only frames text it was told to expect
-        text = unpack(pkt.arg[0], pkt.len[0]).decode("utf-8", "replace")
-        if entry.cb is None:
-            return
-        if text.startswith("ERR "):
-            self._call(entry.cb, None, text)
-        elif entry.kind == K_TEXT_BLOCK:
-            self._call(entry.cb, text.replace("\r\n", "\n"), None)
-        else:
-            self._call(entry.cb, text, None)
-
-
-def _status(pkt, key_name):
-    """STATUS_RES[_UNIQUE] as API.md 5 gives it: known/running as bools,
-    numerator/denominator as the strings on the wire."""
-    return {
-        key_name: _str(pkt, 0),
-        "known": _str(pkt, 1) == "1",
-        "running": _str(pkt, 2) == "1",
-        "numerator": _str(pkt, 3),
-        "denominator": _str(pkt, 4),
-    }
-
-
-def _job_timeout(gearman, sub):
-    ref = weakref.ref(gearman)
-
-    def fire(watcher, revents):
-        g = ref()
-        if g is None or sub.done:
-            return
-        if sub.handle is not None:
-            g._nactive -= 1
-            if not sub.shared and g._active.get(sub.handle) is sub:
-                # Its later events concern no one: held on, a job that never
-                # ends would stay here for the connection's lifetime. (With a
-                # unique key it stays, to route coalesced copies, PROTOCOL.md 4.2.)
-                del g._active[sub.handle]
-        g._finish_sub(sub, None, _errors.JOB_TIMEOUT)
-    return fire
-
-
-Gearman._handlers = {
-    lib.GM_CMD_TEXT: Gearman._on_text,
-    lib.GM_CMD_JOB_CREATED: Gearman._on_job_created,
-    lib.GM_CMD_WORK_DATA: Gearman._on_work_data,
-    lib.GM_CMD_WORK_WARNING: Gearman._on_work_warning,
-    lib.GM_CMD_WORK_STATUS: Gearman._on_work_status,
-    lib.GM_CMD_WORK_COMPLETE: Gearman._on_work_complete,
-    lib.GM_CMD_WORK_FAIL: Gearman._on_work_fail,
-    lib.GM_CMD_WORK_EXCEPTION: Gearman._on_work_exception,
-    lib.GM_CMD_ECHO_RES: Gearman._on_echo_res,
-    lib.GM_CMD_STATUS_RES: Gearman._on_status_res,
-    lib.GM_CMD_STATUS_RES_UNIQUE: Gearman._on_status_res_unique,
-    lib.GM_CMD_OPTION_RES: Gearman._on_option_res,
-    lib.GM_CMD_ERROR: Gearman._on_error_packet,
-    **_WORKER_HANDLERS,
-}
+    def grab_job(self, cb: Callable[..., Any]) -> None:
+        """One GRAB: ``cb(job, None)`` or ``cb(None, "no job")``."""
+        if not callable(cb):
+            raise TypeError("cb must be callable as cb(job, err)")
+        self._check().grab_job(cb)

@@ -1,116 +1,119 @@
-"""class Job: one job a worker was assigned (API.md 6).
+"""class Job: one job a worker was assigned.
 
 What must stay true: a job sends at most one terminal packet (WORK_COMPLETE,
-WORK_FAIL or WORK_EXCEPTION), and only on the connection it came on; it holds
-its Gearman object weakly.
+WORK_FAIL or WORK_EXCEPTION), and only on the connection it came on; it
+holds its session weakly and talks to it through the session's public
+methods only (``check_caller``, ``job_send``, ``job_done``).
 """
 from __future__ import annotations
 
 import weakref
+from typing import Any
 
-from . import _args, _errors
-from ._ffi import lib
+from . import _args, errors
+from ._codec import CMD
 
 __all__ = ["Job"]
 
 
 class Job:
-    """A job assigned to this worker: ``handle``, ``function``, ``unique``,
-    ``workload`` (alias ``data``), and the methods that report on it."""
+    """A job assigned to this worker, with the methods that report on it.
 
-    __slots__ = ("_owner", "_gen", "_handle", "_function", "unique",
-                 "workload", "_counted", "_finished", "__weakref__")
+    A job method called after its ``Gearman`` object is gone raises
+    ``GearmanError("client destroyed")``; after the connection it came on
+    dropped (the server has requeued it), ``GearmanError("stale job")``; a
+    second terminal call, ``GearmanError("job already finished")``.
+    """
 
-    def __init__(self, owner, handle, function, unique, workload, counted=False):
-        self._owner = weakref.ref(owner)
-        self._gen = owner._gen
+    __slots__ = ("_session", "epoch", "_handle", "_function", "unique",
+                 "workload", "_counted", "finished", "__weakref__")
+
+    def __init__(self, session: Any, handle: bytes, function: bytes, unique: str,
+                 workload: bytes, counted: bool = False) -> None:
+        self._session = weakref.ref(session)
+        self.epoch: int = session.epoch
         # handle and function stay bytes as they came; most jobs never ask
         # for their str form.
         self._handle = handle
         self._function = function
-        self.unique = unique
-        self.workload = workload
+        #: The unique key ("" unless the worker grabs with ``grab_unique``).
+        self.unique: str = unique
+        #: The job's payload (bytes).
+        self.workload: bytes = workload
         self._counted = counted  # an async job the managed loop counts in flight
-        self._finished = False
+        #: True once complete/fail/exception was sent.
+        self.finished = False
 
     @property
     def handle(self) -> str:
+        """The job handle the server gave."""
         return self._handle.decode("utf-8", "surrogateescape")
 
     @property
     def function(self) -> str:
+        """The function name the job was submitted to."""
         return self._function.decode("utf-8", "surrogateescape")
 
     @property
     def data(self) -> bytes:
+        """Alias of ``workload``."""
         return self.workload
 
-    @property
-    def finished(self) -> bool:
-        """True once complete/fail/exception was sent."""
-        return self._finished
+    def _owner(self) -> Any:
+        session = self._session()
+        if session is None:
+            raise errors.GearmanError(errors.CLIENT_DESTROYED)
+        session.check_caller()
+        return session
 
-    def _conn(self):
-        owner = self._owner()
-        if owner is None or owner._closed:
-            raise _errors.GearmanError(_errors.CLIENT_DESTROYED)
-        if owner._gen != self._gen:
-            raise _errors.GearmanError(_errors.STALE_JOB)
-        return owner
-
-    def _send(self, cmd, *args):
-        owner = self._conn()
-        owner._job_send(cmd, (self._handle,) + args)
-        return owner
-
-    def _terminal(self, cmd, *args):
-        if self._finished:
-            raise _errors.GearmanError(_errors.JOB_FINISHED)
-        owner = self._conn()
+    def _terminal(self, cmd: int, *args: Any) -> None:
+        if self.finished:
+            raise errors.GearmanError(errors.JOB_FINISHED)
+        session = self._owner()
         if args:
             data = _args.payload(args[0], "result")
             _args.check_size(self._handle, data)
             args = (data,)
-        self._finished = True
-        owner._job_send(cmd, (self._handle,) + args)
-        owner._job_done(self)
+        session.job_send(self.epoch, cmd, (self._handle,) + args)
+        self.finished = True
+        session.job_done(self._counted)
 
-    def complete(self, result=b"") -> None:
-        """WORK_COMPLETE with ``result`` (bytes-like or str)."""
-        self._terminal(lib.GM_CMD_WORK_COMPLETE, b"" if result is None else result)
+    def complete(self, result: Any = b"") -> None:
+        """WORK_COMPLETE with ``result`` (bytes-like or str; None is b"")."""
+        self._terminal(CMD.WORK_COMPLETE, b"" if result is None else result)
 
     def fail(self) -> None:
         """WORK_FAIL."""
-        self._terminal(lib.GM_CMD_WORK_FAIL)
+        self._terminal(CMD.WORK_FAIL)
 
-    def exception(self, data) -> None:
+    def exception(self, data: Any) -> None:
         """WORK_EXCEPTION carrying ``data`` (terminal: no WORK_FAIL follows)."""
-        self._terminal(lib.GM_CMD_WORK_EXCEPTION, data)
+        self._terminal(CMD.WORK_EXCEPTION, data)
 
-    def _event(self, cmd, data, what):
-        if self._finished:
-            raise _errors.GearmanError(_errors.JOB_FINISHED)
+    def _event(self, cmd: int, data: Any, what: str) -> None:
+        if self.finished:
+            raise errors.GearmanError(errors.JOB_FINISHED)
         data = _args.payload(data, what)
         _args.check_size(self._handle, data)
-        self._send(cmd, data)
+        self._owner().job_send(self.epoch, cmd, (self._handle, data))
 
-    def send_data(self, data) -> None:
-        """WORK_DATA: a chunk of data for the client's ``on_data``."""
-        self._event(lib.GM_CMD_WORK_DATA, data, "data")
+    def send_data(self, data: Any) -> None:
+        """WORK_DATA: a chunk for the client's ``on_data``."""
+        self._event(CMD.WORK_DATA, data, "data")
 
-    def warning(self, data) -> None:
+    def warning(self, data: Any) -> None:
         """WORK_WARNING: for the client's ``on_warning``."""
-        self._event(lib.GM_CMD_WORK_WARNING, data, "warning")
+        self._event(CMD.WORK_WARNING, data, "warning")
 
-    def status(self, numerator, denominator) -> None:
+    def status(self, numerator: Any, denominator: Any) -> None:
         """WORK_STATUS: progress as ``str(numerator)`` / ``str(denominator)``."""
-        if self._finished:
-            raise _errors.GearmanError(_errors.JOB_FINISHED)
+        if self.finished:
+            raise errors.GearmanError(errors.JOB_FINISHED)
         num = str(numerator).encode("utf-8")
         den = str(denominator).encode("utf-8")
         if b"\0" in num:
             raise ValueError("numerator must not hold NUL")
-        self._send(lib.GM_CMD_WORK_STATUS, num, den)
+        self._owner().job_send(self.epoch, CMD.WORK_STATUS, (self._handle, num, den))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Job {self.handle} {self.function!r} {len(self.workload)} bytes>"

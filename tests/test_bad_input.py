@@ -135,7 +135,8 @@ GEARMAN_CALLS = [
         ("keepalive", "bool", True, T), ("priority", "above-max", ev.EV_MAXPRI + 1, V),
         ("priority", "below-min", ev.EV_MINPRI - 1, V), ("priority", "str", "0", T),
         ("on_error", "int", 5, T), ("on_connect", "str", "x", T),
-        ("on_disconnect", "bytes", b"", T)]],
+        ("on_disconnect", "bytes", b"", T), ("on_drain", "zero", 0, T),
+        ("high_water", "negative", -1, V), ("high_water", "float", 1.5, T)]],
     # 5. client
     *rows("echo", (), [("int", (5,), {}, T), ("none", (None,), {}, T), ("list", ([b"x"],), {}, T),
                        ("cb-int", (b"x", 5), {}, T), ("payload-over-max", (Over(0),), {}, V)]),

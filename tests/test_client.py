@@ -553,13 +553,13 @@ def test_unique_coalescing_on_one_connection(loop, new, fname):
     assert st["client_count"] == 2 and type(st["client_count"]) is int
 
     jobs = []
-    held_worker(new, fname, jobs)
+    worker = held_worker(new, fname, jobs)
     run_until(loop, lambda: jobs, what="the coalesced job")
     job = jobs[0]
     assert job.workload == b"first"  # the second workload was discarded
     # gearmand sends each event once per attached submission; each gets its own.
     job.send_data(b"d")
-    round_trip(loop, job_owner(job))
+    round_trip(loop, worker)
     round_trip(loop, client)
     assert data_a == [b"d"] and data_b == [b"d"]
     st, err = ask(loop, client.get_status, job.handle)
@@ -567,7 +567,7 @@ def test_unique_coalescing_on_one_connection(loop, new, fname):
     assert st == {"handle": job.handle, "known": True, "running": True,
                   "numerator": "0", "denominator": "0"}
     job.status(3, 7)
-    round_trip(loop, job_owner(job))  # the server has taken the WORK_STATUS
+    round_trip(loop, worker)  # the server has taken the WORK_STATUS
     st, err = ask(loop, client.get_status, job.handle)
     assert (st["numerator"], st["denominator"]) == ("3", "7")
     job.complete(b"shared")
@@ -600,10 +600,6 @@ def test_coalesced_submission_that_timed_out(loop, new, fname):
     round_trip(loop, client)
     assert a.calls == [(None, "job timeout")] and b.calls == [(b"r", None)]
     assert client.active_count == 0
-
-
-def job_owner(job):
-    return job._owner()
 
 
 def test_get_status_unknown_handle(loop, new):

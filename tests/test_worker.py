@@ -12,7 +12,7 @@ import weakref
 import pytest
 
 from gearman_ev import Gearman, GearmanError, Job
-from gearman_ev import _worker
+from gearman_ev import _session
 from tests.conftest import ask, round_trip, run_until
 
 
@@ -108,7 +108,7 @@ def test_abilities_go_out_on_connect_ahead_of_on_connect(loop, new, gearmand, fn
 @pytest.mark.parametrize("withdraw", ["unregister_function", "cant_do", "reset_abilities"])
 def test_withdrawn_ability_gets_no_jobs(loop, new, fname, withdraw, monkeypatch):
     # No re-grab timer within the test: re-registering must wake the worker.
-    monkeypatch.setattr(_worker, "REGRAB_INTERVAL", 3600.0)
+    monkeypatch.setattr(_session, "REGRAB_INTERVAL", 3600.0)
     worker, client = new(), new()
     ran = []
     other = fname + "_other"
@@ -336,7 +336,7 @@ def test_grab_job_with_a_queued_job(loop, new, fname):
 
 def test_sleeping_worker_wakes_on_noop(loop, new, fname, monkeypatch):
     # No re-grab timer within the test: only the NOOP can wake the worker.
-    monkeypatch.setattr(_worker, "REGRAB_INTERVAL", 3600.0)
+    monkeypatch.setattr(_session, "REGRAB_INTERVAL", 3600.0)
     worker, client = new(), new()
     ran, idle = [], []
     worker.register_function(fname, lambda job: ran.append(job.workload))

@@ -1,0 +1,107 @@
+"""The C codec (csrc/gm_conn): one connection's read and write buffers, the
+packet decoder and encoder. This module hands its C functions to the session
+and the drivers, and owns the one table that turns the C core's negative
+GM_E_* return codes into errors.
+
+What must stay true: every return code from the codec goes through
+``ensure`` or ``message``; none is ignored (an unchecked failed pack would
+leave a FIFO entry with no request behind it, and every later reply would be
+matched to the wrong request).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import errors
+from ._ffi import ffi, lib
+
+__all__ = ["CMD", "NULL", "pack4", "next_packet", "unpack", "new_conn", "free_conn",
+           "new_packet", "reset", "snapshot", "ensure", "message", "packet_name",
+           "TEXT_LINE", "TEXT_BLOCK", "TEXT_MARKED", "MAX_PACKET"]
+
+NULL = ffi.NULL
+pack4 = lib.gm_conn_pack4
+append = lib.gm_conn_append
+next_packet = lib.gm_conn_next
+unpack = ffi.unpack
+write_pending = lib.gm_conn_write_pending
+reset = lib.gm_conn_reset
+read_capacity = lib.gm_conn_read_capacity
+write_capacity = lib.gm_conn_write_capacity
+
+
+class CMD:
+    """Packet types by their protocol names (GM_CMD_SUBMIT_JOB -> CMD.SUBMIT_JOB)."""
+
+
+for _name in dir(lib):
+    if _name.startswith("GM_CMD_"):
+        setattr(CMD, _name[len("GM_CMD_"):], getattr(lib, _name))
+del _name
+
+
+def snapshot(value: Any) -> bytes:
+    """A char[] view of a caller's buffer (see _args.payload) as bytes of its own."""
+    return ffi.buffer(value)[:] if isinstance(value, ffi.CData) else bytes(value)
+
+TEXT_LINE = lib.GM_TEXT_LINE
+TEXT_BLOCK = lib.GM_TEXT_BLOCK
+TEXT_MARKED = lib.GM_TEXT_MARKED
+
+MAX_PACKET = lib.GM_MAX_PACKET
+
+# GM_E_* -> (exception type when raised from a request call, message).
+_CODES: dict[int, tuple[type, str]] = {
+    lib.GM_E_NOMEM: (MemoryError, "out of memory"),
+    lib.GM_E_TOO_LARGE: (ValueError, f"payload too large (max {MAX_PACKET} bytes)"),
+    lib.GM_E_BAD_ARGS: (ValueError, "bad request arguments (count, or NUL in a leading one)"),
+    lib.GM_E_BAD_MAGIC: (errors.GearmanError, errors.INVALID_MAGIC),
+    lib.GM_E_RESPONSE_TOO_LARGE: (errors.GearmanError, errors.PACKET_TOO_LARGE),
+    lib.GM_E_UNEXPECTED_TEXT: (errors.GearmanError, errors.UNEXPECTED_ADMIN),
+    lib.GM_E_EOF: (errors.GearmanError, errors.CONNECTION_CLOSED),
+    lib.GM_E_READ: (errors.GearmanError, "read error"),
+    lib.GM_E_WRITE: (errors.GearmanError, "write error"),
+}
+
+
+def message(code: int, err_no: int = 0) -> str:
+    """The err string for a negative GM_E_* code (read/write errors carry
+    strerror of the errno the C core saved)."""
+    entry = _CODES.get(code)
+    if entry is None:
+        return f"internal error {code}"
+    if code in (lib.GM_E_READ, lib.GM_E_WRITE):
+        return f"{entry[1]}: {os.strerror(err_no)}"
+    return entry[1]
+
+
+def ensure(rc: int) -> int:
+    """Raise for a negative return code of a request-side C call; else rc."""
+    if rc < 0:
+        exc_type, text = _CODES.get(rc, (errors.GearmanError, f"internal error {rc}"))
+        raise exc_type(text)
+    return rc
+
+
+def new_conn() -> Any:
+    """A gm_conn_t; freed by ``free_conn`` (not ffi.gc: the owner's finalizer
+    decides when, after it has drained)."""
+    c = lib.gm_conn_new()
+    if c == NULL:
+        raise MemoryError("gm_conn_new")
+    return c
+
+
+free_conn = lib.gm_conn_free
+
+
+def new_packet() -> Any:
+    return ffi.new("gm_packet_t *")
+
+
+_PACKET_NAMES = {getattr(lib, n): n[len("GM_CMD_"):] for n in dir(lib) if n.startswith("GM_CMD_")}
+
+
+def packet_name(cmd: int) -> str:
+    return _PACKET_NAMES.get(cmd, str(cmd))

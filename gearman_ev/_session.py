@@ -1,0 +1,1169 @@
+"""One connection's Gearman protocol state, with no I/O and no loop.
+
+The session holds everything that decides what a reply means and what to
+send next: the request FIFO and its matching table, handle routing and
+coalescing, the worker's grab state, the admin text mode, the reconnect
+policy and every deadline. Bytes arrive in the C codec (``receive``), requests
+leave as bytes in the codec's write buffer, and a driver (see ``_driver``) moves
+those bytes, arms the one timer and reports what happened to the socket.
+
+Rules that must stay true:
+
+1. Everything that affects how a reply is matched lives here, and only here:
+   ``ANSWERS`` is the one table of which reply may answer which request.
+2. State first, user code second. A handler matches its reply and updates
+   every piece of state before it runs user code, so an exception or an
+   interrupt raised by user code can never leave a reply half-matched.
+   After user code returns, the connection may be gone: handlers re-check
+   ``self.epoch``.
+3. Every callback a request carries fires exactly once. Until then the
+   request is in exactly one of ``_waiting`` (not sent), ``_pending`` (sent,
+   awaiting its in-order reply) or ``_active`` (a foreground job with a
+   handle). ``_drop`` empties all three.
+4. An exception from the library's own handling of a packet is a protocol
+   error: the connection ends with ``"protocol error: <what>"`` and every
+   callback is drained once.
+5. No socket, no loop, no clock of its own: the driver is asked for ``now()``.
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+import logging
+import os
+import weakref
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+from . import _codec, errors
+from ._codec import CMD, NULL, TEXT_BLOCK, TEXT_LINE, TEXT_MARKED, next_packet, pack4, unpack
+
+__all__ = ["Session", "Submission", "Entry", "fork_generation",
+           "DISCONNECTED", "CONNECTING", "CONNECTED", "WAITING"]
+
+log = logging.getLogger("gearman_ev")
+
+# Connection states. Requests queue in CONNECTING and WAITING (for a
+# reconnect); only DISCONNECTED refuses them.
+DISCONNECTED, CONNECTING, CONNECTED, WAITING = 0, 1, 2, 3
+STATE_NAMES = ("disconnected", "connecting", "connected", "waiting")
+
+# FIFO entry kinds. The three text kinds equal the decoder's GM_TEXT_* modes:
+# the head of the FIFO tells the decoder what text shape to expect.
+K_TEXT_LINE, K_TEXT_BLOCK, K_TEXT_MARKED = TEXT_LINE, TEXT_BLOCK, TEXT_MARKED
+(K_ECHO, K_SUBMIT, K_SUBMIT_BG, K_STATUS, K_STATUS_UNIQUE, K_OPTION, K_GRAB,
+ K_GRAB_MANAGED, K_ALL_YOURS, K_MARKER) = range(TEXT_MARKED + 1, TEXT_MARKED + 11)
+
+#: Rule 1: the request kinds each reply packet may answer (PROTOCOL.md 3.1).
+#: A reply whose FIFO head is not one of these is a protocol error. ERROR
+#: answers any head except a marker (and JOB_NOT_FOUND answers none, 3.2);
+#: text answers a text kind, which the decoder itself enforces.
+ANSWERS = {
+    CMD.JOB_CREATED: (K_SUBMIT, K_SUBMIT_BG),
+    CMD.ECHO_RES: (K_ECHO, K_MARKER),
+    CMD.STATUS_RES: (K_STATUS,),
+    CMD.STATUS_RES_UNIQUE: (K_STATUS_UNIQUE,),
+    CMD.OPTION_RES: (K_OPTION,),
+    CMD.NO_JOB: (K_GRAB, K_GRAB_MANAGED),
+    CMD.JOB_ASSIGN: (K_GRAB, K_GRAB_MANAGED),
+    CMD.JOB_ASSIGN_UNIQ: (K_GRAB, K_GRAB_MANAGED),
+    CMD.JOB_ASSIGN_ALL: (K_GRAB, K_GRAB_MANAGED),
+}
+_CREATED_ANSWERS = ANSWERS[CMD.JOB_CREATED]
+
+#: While asleep, a worker grabs again this often: gearmand 1.1 never wakes a
+#: sleeping worker when an epoch job comes due (PROTOCOL.md 8.4).
+REGRAB_INTERVAL = 5.0
+#: gearmand 1.1 can answer PRE_SLEEP with a NOOP at once while GRAB keeps
+#: getting NO_JOB (a not-yet-due epoch job hides LOW jobs, PROTOCOL.md 8.4):
+#: a busy spin. More than SPIN_TOLERANCE such NOOPs within SPIN_WINDOW of the
+#: PRE_SLEEP, with no job between, defer the grab, doubling from
+#: SPIN_BACKOFF_MIN up to SPIN_BACKOFF_MAX seconds.
+SPIN_WINDOW = 0.01
+SPIN_TOLERANCE = 3
+SPIN_BACKOFF_MIN = 0.01
+SPIN_BACKOFF_MAX = 0.25
+
+#: A finished job's entry in the deadline heap is dropped lazily; the heap is
+#: rebuilt when it holds this many more entries than live deadlines.
+_HEAP_SLACK = 1024
+
+Callback = Optional[Callable[..., Any]]
+
+
+# ===== Fork =====
+
+_fork_gen = 0
+_sessions: "weakref.WeakSet[Session]" = weakref.WeakSet()
+
+
+def fork_generation() -> int:
+    return _fork_gen
+
+
+def _after_fork_in_child() -> None:
+    # Objects inherited from the parent become inert: they must neither write
+    # to nor close the parent's socket, nor run the parent's callbacks.
+    global _fork_gen
+    _fork_gen += 1
+    for session in list(_sessions):
+        session._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# ===== Requests =====
+
+class Entry:
+    """One request awaiting its reply: what kind, whom to tell."""
+
+    __slots__ = ("kind", "cb")
+
+    def __init__(self, kind: int, cb: Callback) -> None:
+        self.kind = kind
+        self.cb = cb
+
+
+class Submission(Entry):
+    """A foreground job, from submit to its one terminal callback: its own
+    FIFO entry until JOB_CREATED, then listed in ``_active`` by handle."""
+
+    __slots__ = ("on_data", "on_warning", "on_status", "on_exception",
+                 "deadline", "done", "handle", "shared")
+
+    def __init__(self, cb: Callback, on_data: Callback, on_warning: Callback,
+                 on_status: Callback, on_exception: Callback, shared: bool) -> None:
+        self.kind = K_SUBMIT
+        self.cb = cb
+        self.on_data = on_data
+        self.on_warning = on_warning
+        self.on_status = on_status
+        self.on_exception = on_exception
+        self.deadline = 0.0
+        self.done = False
+        self.handle: Optional[bytes] = None
+        self.shared = shared  # has a unique key: later submissions may share its handle
+
+
+class Attached:
+    """The submissions of this connection attached to one handle, in arrival
+    order; the k-th copy of an event goes to the k-th (PROTOCOL.md 4.2)."""
+
+    __slots__ = ("subs", "turn")
+
+    def __init__(self, subs: List[Submission]) -> None:
+        self.subs = subs
+        self.turn = 0
+
+    def next_sub(self) -> Submission:
+        sub = self.subs[self.turn]
+        self.turn = (self.turn + 1) % len(self.subs)
+        return sub
+
+    def retire(self, sub: Submission) -> None:
+        i = self.subs.index(sub)
+        del self.subs[i]
+        if i < self.turn:
+            self.turn -= 1
+        if self.turn >= len(self.subs):
+            self.turn = 0
+
+
+class Ability:
+    """A function this worker serves."""
+
+    __slots__ = ("callback", "timeout_ms", "async_")
+
+    def __init__(self, callback: Callback, timeout_ms: Optional[int], async_: bool) -> None:
+        self.callback = callback
+        self.timeout_ms = timeout_ms
+        self.async_ = async_
+
+
+# ===== The session =====
+
+class Session:
+    """The protocol state of one connection (see the module rules).
+
+    ``driver`` implements ``_driver.Driver``. ``make_job(session, handle,
+    function, unique, workload, counted)`` builds the worker's Job objects.
+    """
+
+    def __init__(self, driver: Any, make_job: Callable[..., Any], *, exceptions: bool,
+                 client_id: Optional[bytes], grab_unique: bool, connect_timeout: float,
+                 command_timeout: float, reconnect: bool, reconnect_delay: float,
+                 max_reconnect_attempts: int, high_water: int) -> None:
+        self._driver = driver
+        self._make_job = make_job
+        self.c = NULL               # the codec; allocated last, once all else is set
+        self._pkt = _codec.new_packet()
+        self.state = DISCONNECTED
+        self.epoch = 0              # bumped on every drop: stale jobs and callbacks check it
+        self.closed = False
+        self.address: Optional[tuple] = None   # ("tcp", host, port) or ("unix", path)
+        self._pending: Deque[Entry] = collections.deque()
+        self._waiting: Deque[Tuple[Any, Any, Optional[Entry]]] = collections.deque()
+        self._active: Dict[bytes, Any] = {}  # handle -> Submission, or Attached if coalesced
+        self.active_count = 0
+        # Options re-sent on every connect.
+        self.exceptions = exceptions
+        self.client_id = client_id
+        self.grab_unique = grab_unique
+        # Connection policy.
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.reconnect_enabled = reconnect
+        self.reconnect_delay = reconnect_delay
+        self.max_reconnect_attempts = max_reconnect_attempts
+        self._attempts = 0
+        self._heard = False          # a byte arrived on this connection
+        # Back-pressure: bytes queued and not yet taken by the kernel.
+        self.high_water = high_water
+        self._unsent = 0
+        self._was_full = False
+        # User callbacks of the connection.
+        self.on_error: Callback = None
+        self.on_connect: Callback = None
+        self.on_disconnect: Callback = None
+        self.on_drain: Callback = None
+        # Deadlines (loop time), all behind the driver's one timer.
+        self._connect_at = 0.0
+        self._command_at = 0.0
+        self._reconnect_at = 0.0
+        self._regrab_at = 0.0
+        self._job_heap: List[Tuple[float, int, Submission]] = []
+        self._job_seq = 0
+        self._live_deadlines = 0
+        self._armed = 0.0            # the deadline the driver's timer is set to, 0 = none
+        # Worker state: abilities and work() belong to the object, not the
+        # connection; the grab counters to the connection.
+        self.abilities: Dict[bytes, Ability] = {}
+        self.working = False
+        self._work_one = False
+        self._on_idle: Callback = None
+        self._concurrency: Optional[int] = None
+        self._grabs_out = 0          # managed GRABs awaiting their reply
+        self._in_flight = 0          # async jobs dispatched, not yet finished
+        self._sleeping = False
+        self._slept_at = 0.0
+        self._quick_wakes = 0
+        self._fork_gen = _fork_gen
+        self.c = _codec.new_conn()
+        _sessions.add(self)
+
+    # ===== Introspection =====
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    @property
+    def waiting_count(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def writable(self) -> bool:
+        return not self.high_water or self._unsent <= self.high_water
+
+    def describe_address(self) -> str:
+        a = self.address
+        if a is None:
+            return "unconfigured"
+        if a[0] == "unix":
+            return "unix:" + os.fsdecode(a[1])
+        host = a[1]
+        return f"[{host}]:{a[2]}" if ":" in host else f"{host}:{a[2]}"
+
+    def check_usable(self) -> None:
+        """Refuse a request on an object inherited across fork or destroyed."""
+        if self._fork_gen != _fork_gen:
+            raise errors.GearmanError(errors.USED_AFTER_FORK)
+        if self.closed:
+            raise errors.GearmanError(errors.CLIENT_DESTROYED)
+
+    # ===== Connecting (the driver does the I/O) =====
+
+    def connect(self, address: tuple) -> None:
+        """Start connecting to ``address``; cancels a pending reconnect."""
+        self.check_usable()
+        if self.state in (CONNECTING, CONNECTED):
+            raise errors.GearmanError(errors.ALREADY_CONNECTED)
+        self.address = address
+        self._attempts = 0
+        self._reconnect_at = 0.0
+        self._start_connect()
+
+    def _start_connect(self) -> None:
+        self.state = CONNECTING
+        self._connect_at = self._driver.now() + self.connect_timeout if self.connect_timeout else 0.0
+        self._rearm()
+        self._driver.open(self.address)
+
+    def connection_made(self, fd: int = -1) -> None:
+        """Driver: the transport is up. Queue the session set-up, then what
+        waited; then on_connect; then the worker loop resumes."""
+        self._connect_at = 0.0
+        self.state = CONNECTED
+        self._heard = False
+        self._unsent = 0
+        self._was_full = False
+        lib_reset(self.c, fd)
+        self._queue_setup()
+        waiting, self._waiting = self._waiting, collections.deque()
+        for cmd, args, entry in waiting:
+            self._pack(cmd, args, entry)
+        self._driver.flush_soon()
+        self._rearm()
+        epoch = self.epoch
+        if self.on_connect is not None:
+            self._call(self.on_connect)
+        if epoch == self.epoch and self.state == CONNECTED and self.working:
+            self._regrab_at = 0.0
+            self._grab_more()
+
+    def _queue_setup(self) -> None:
+        """Options, client id and abilities go first on every connect, ahead
+        of what waited and of what on_connect submits."""
+        if self.exceptions:
+            self._pack(CMD.OPTION_REQ, (b"exceptions",), Entry(K_OPTION, None))
+        if self.client_id is not None:
+            self._pack(CMD.SET_CLIENT_ID, (self.client_id,), None)
+        for func, ability in self.abilities.items():
+            self._pack_ability(func, ability)
+        self._grabs_out = 0
+        self._in_flight = 0
+        self._sleeping = False
+        self._quick_wakes = 0
+
+    def connect_failed(self, err: str) -> None:
+        """Driver: a connect attempt failed before the connection was up."""
+        if self.state != CONNECTING:
+            return
+        self._driver.close(False)
+        self.epoch += 1
+        self._connect_at = 0.0
+        if self._should_reconnect():
+            self.state = WAITING  # what callbacks submit meanwhile waits
+        else:
+            self.state = DISCONNECTED
+            self._drain(errors.DISCONNECTED, waiting=True)
+        self.report_error(err)
+        if self.state == WAITING:
+            self._schedule_reconnect()
+        else:
+            self._rearm()
+
+    def _should_reconnect(self) -> bool:
+        return self.reconnect_enabled and self.address is not None and not self.closed
+
+    def _schedule_reconnect(self) -> None:
+        if self.max_reconnect_attempts and self._attempts >= self.max_reconnect_attempts:
+            self.state = DISCONNECTED
+            self._drain(errors.DISCONNECTED, waiting=True)
+            self._reconnect_at = 0.0
+            self._rearm()
+            self.report_error(errors.MAX_RECONNECTS)
+            return
+        self._attempts += 1
+        self.state = WAITING
+        # Always through the timer, even at delay 0: never re-entered from a
+        # callback that is still unwinding.
+        self._reconnect_at = self._driver.now() + self.reconnect_delay
+        self._rearm(force=True)
+
+    def set_reconnect(self, enable: bool, delay: Optional[float],
+                      max_attempts: Optional[int]) -> None:
+        self.reconnect_enabled = enable
+        if delay is not None:
+            self.reconnect_delay = delay
+        if max_attempts is not None:
+            self.max_reconnect_attempts = max_attempts
+        if not enable:
+            self._reconnect_at = 0.0
+            if self.state == WAITING:
+                # The pending reconnect is cancelled: nothing will send what
+                # waited for it (rule 3), and new requests are refused.
+                self.state = DISCONNECTED
+                self._drain(errors.DISCONNECTED, waiting=True)
+            self._rearm()
+
+    # ===== Dropping =====
+
+    def disconnect(self) -> None:
+        """Close now: every pending callback gets "disconnected", then
+        on_disconnect; no on_error and no reconnect."""
+        self._reconnect_at = 0.0
+        if self.state in (DISCONNECTED, WAITING):
+            self.state = DISCONNECTED
+            self._drain(errors.DISCONNECTED, waiting=True)
+            self._rearm()
+            return
+        self._drop(None, reconnect=False)
+
+    def connection_lost(self, err: str) -> None:
+        """Driver: the connection ended (EOF, read or write error)."""
+        if self.state == CONNECTED:
+            self._drop(err)
+        elif self.state == CONNECTING:
+            self.connect_failed(err)
+
+    def _drop(self, err: Optional[str], drain_err: str = errors.DISCONNECTED,
+              reconnect: bool = True) -> None:
+        """End the connection: drain, on_disconnect, on_error, maybe reconnect."""
+        was_established = self.state == CONNECTED
+        if was_established and self._heard:
+            self._attempts = 0  # a connection the server spoke on was a success
+        self._driver.close(err is None)  # a deliberate close flushes what was queued
+        lib_reset(self.c, -1)
+        self.state = DISCONNECTED
+        self.epoch += 1
+        self._connect_at = self._command_at = self._regrab_at = 0.0
+        retry = reconnect and err is not None and self._should_reconnect()
+        if retry:
+            self.state = WAITING  # requests made from callbacks wait
+        self._drain(drain_err, waiting=not retry)
+        if was_established and self.on_disconnect is not None and not self.closed:
+            self._call(self.on_disconnect)
+        if err is not None:
+            self.report_error(err)
+        if self.state == WAITING and self._should_reconnect():
+            self._schedule_reconnect()
+        else:
+            self._rearm()
+
+    def protocol_error(self, what: str) -> None:
+        if self.state == CONNECTED:
+            self._drop(f"{errors.PROTOCOL_ERROR}: {what}")
+
+    def _drain(self, err: str, waiting: bool) -> None:
+        """Fire every pending and active callback once with err. The state is
+        emptied first (rule 2), so a callback may submit again."""
+        pending, self._pending = self._pending, collections.deque()
+        active, self._active = self._active, {}
+        self.active_count = 0
+        if waiting:
+            queued, self._waiting = self._waiting, collections.deque()
+            entries = [e for _, _, e in queued if e is not None]
+        else:
+            entries = []
+        for entry in pending:
+            self._fail_entry(entry, err)
+        for item in active.values():
+            for sub in item.subs if type(item) is Attached else (item,):
+                self._finish_sub(sub, None, err)
+        for entry in entries:
+            self._fail_entry(entry, err)
+
+    def _fail_entry(self, entry: Entry, err: str) -> None:
+        if entry.kind == K_SUBMIT:
+            self._finish_sub(entry, None, err)  # type: ignore[arg-type]
+        elif entry.cb is not None:
+            self._call(entry.cb, None, err)
+
+    def report_error(self, err: str) -> None:
+        if self.closed:
+            return
+        if self.on_error is None:
+            log.warning("%s: %s", self.describe_address(), err)
+        else:
+            self._call(self.on_error, err)
+
+    def close(self) -> None:
+        """The owner is gone: drain once and close; no on_disconnect, no
+        on_error. Inherited across fork: only free memory."""
+        if self.closed:
+            return
+        self.closed = True
+        _sessions.discard(self)
+        if self._fork_gen == _fork_gen:
+            self._driver.close(self.state == CONNECTED)
+            self.state = DISCONNECTED
+            self.epoch += 1
+            self._drain(errors.DISCONNECTED, waiting=True)
+            self._driver.set_deadline(0.0)
+        c, self.c = self.c, NULL
+        if c != NULL:
+            _codec.free_conn(c)
+
+    def _forked(self) -> None:
+        """In a forked child: forget everything without a callback or a byte."""
+        self._driver.forked()
+        self._pending = collections.deque()
+        self._waiting = collections.deque()
+        self._active = {}
+        self._job_heap = []
+        self.state = DISCONNECTED
+
+    # ===== Sending =====
+
+    def send(self, cmd: Optional[int], args: Any, entry: Optional[Entry]) -> None:
+        """Queue one request (``cmd`` None: an admin line in ``args``): into
+        the write buffer if connected, else until the connection is up."""
+        state = self.state
+        if state == CONNECTED:
+            if self._unsent > self.high_water and self.high_water:
+                self._check_room()
+            self._pack(cmd, args, entry)
+            self._driver.flush_soon()
+        elif state != DISCONNECTED:
+            # Held past this call: snapshot the caller's buffers (API.md 9).
+            args = _snapshot(args)
+            self._waiting.append((cmd, args, entry))
+        else:
+            raise errors.GearmanError(errors.NOT_CONNECTED)
+
+    def send3(self, cmd: int, a0: Any, a1: Any, a2: Any, entry: Entry) -> None:
+        """``send`` for the three-argument submissions, inlined: the hot path
+        of every client (one C call, no tuple)."""
+        if self.state != CONNECTED:
+            self.send(cmd, (a0, a1, a2), entry)
+            return
+        if self._unsent > self.high_water and self.high_water:
+            self._check_room()
+        rc = pack4(self.c, cmd, 3, a0, len(a0), a1, len(a1), a2, len(a2), NULL, 0)
+        if rc != 0:
+            _codec.ensure(rc)
+        self._unsent += 14 + len(a0) + len(a1) + len(a2)
+        pending = self._pending
+        if not pending and self.command_timeout:
+            self._start_command_clock()
+        pending.append(entry)
+        self._driver.flush_soon()
+
+    def _check_room(self) -> None:
+        """The estimate passed high_water: ask the codec, refuse if so."""
+        self._unsent = _codec.write_pending(self.c)
+        if self._unsent > self.high_water:
+            self._was_full = True
+            raise errors.GearmanError(errors.WRITE_BUFFER_FULL)
+
+    def _pack(self, cmd: Optional[int], args: Any, entry: Optional[Entry]) -> None:
+        c = self.c
+        if cmd is None:  # an admin line
+            _codec.ensure(_codec.append(c, args, len(args)))
+            self._unsent += len(args)
+        else:
+            # Arguments are bytes or char[] cdata (see _args.payload): both
+            # pass to C without a copy.
+            n = len(args)
+            if n == 3:  # submissions
+                a0, a1, a2 = args
+                rc = pack4(c, cmd, 3, a0, len(a0), a1, len(a1), a2, len(a2), NULL, 0)
+            elif n == 2:  # a worker's results and events
+                a0, a1 = args
+                rc = pack4(c, cmd, 2, a0, len(a0), a1, len(a1), NULL, 0, NULL, 0)
+            elif n == 0:  # GRAB_JOB, PRE_SLEEP
+                rc = pack4(c, cmd, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0)
+            else:
+                a: List[Any] = [NULL, 0, NULL, 0, NULL, 0, NULL, 0]
+                for i, arg in enumerate(args):
+                    a[2 * i] = arg
+                    a[2 * i + 1] = len(arg)
+                rc = pack4(c, cmd, n, *a)
+            if rc != 0:
+                _codec.ensure(rc)  # raises: no FIFO entry without its request
+            self._unsent += 12 + n + sum(len(x) for x in args)
+        if entry is not None:
+            if not self._pending and self.command_timeout:
+                self._start_command_clock()
+            self._pending.append(entry)
+
+    def written(self, left: int) -> None:
+        """Driver: the codec's write buffer now holds ``left`` unsent bytes."""
+        self._unsent = left
+        if left == 0 and self._was_full:
+            self._was_full = False
+            if self.on_drain is not None:
+                self._call(self.on_drain)
+
+    # ===== Receiving =====
+
+    def receive(self) -> None:
+        """Driver: bytes arrived in the codec. Match and dispatch every whole
+        packet. Each reply is matched and the state updated before the
+        handler runs user code (rule 2)."""
+        c = self.c
+        pkt = self._pkt
+        epoch = self.epoch
+        dispatch = _DISPATCH
+        pending = self._pending
+        while True:
+            mode = pending[0].kind if pending else 0
+            n = next_packet(c, mode if mode <= K_TEXT_MARKED else 0, pkt)
+            if n <= 0:
+                break
+            handler = dispatch.get(pkt.cmd)
+            if handler is None:
+                log.debug("gearman_ev: ignoring packet type %d", pkt.cmd)
+                continue
+            self._heard = True
+            try:
+                handler(self, pkt)
+            except Exception as exc:  # noqa: BLE001 - rule 4
+                if epoch == self.epoch:
+                    self.protocol_error(f"{_codec.packet_name(pkt.cmd)}: {exc}")
+                return
+            if epoch != self.epoch:
+                return  # a callback dropped or replaced the connection
+        if n < 0:
+            self._drop(_codec.message(n))
+            return
+        if self.command_timeout:
+            # Every byte received restarts the command clock. Moving it later
+            # needs no re-arm: the timer fires early once and re-arms.
+            self._command_at = self._driver.now() + self.command_timeout if pending else 0.0
+
+    def _pop(self, cmd: int) -> Optional[Entry]:
+        """The FIFO head answered by reply ``cmd``; a mismatch is a protocol
+        error (and None)."""
+        pending = self._pending
+        if pending and pending[0].kind in ANSWERS[cmd]:
+            return pending.popleft()
+        self.protocol_error(f"unexpected response {_codec.packet_name(cmd)}")
+        return None
+
+    # ===== Calling user code =====
+
+    def _call(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Run user code; report what it raises; never let it unwind us."""
+        try:
+            return func(*args)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self._driver.park(exc)
+        except BaseException:  # noqa: BLE001 - a user callback must not break us
+            log.exception("gearman_ev: exception in callback %r", func)
+        return None
+
+    # ===== Deadlines =====
+
+    def _start_command_clock(self) -> None:
+        self._command_at = self._driver.now() + self.command_timeout
+        if not self._armed or self._command_at < self._armed:
+            self._rearm()
+
+    def _push_deadline(self, sub: Submission) -> None:
+        self._job_seq += 1
+        heapq.heappush(self._job_heap, (sub.deadline, self._job_seq, sub))
+        self._live_deadlines += 1
+        if not self._armed or sub.deadline < self._armed:
+            self._rearm()
+
+    def set_job_deadline(self, sub: Submission, timeout: float) -> None:
+        sub.deadline = self._driver.now() + timeout
+        self._push_deadline(sub)
+
+    def _rearm(self, force: bool = False) -> None:
+        """Point the driver's one timer at the earliest deadline. Without
+        ``force`` it only ever moves earlier: a timer that fires before a
+        deadline that moved later just re-arms (``on_deadline``)."""
+        heap = self._job_heap
+        while heap and heap[0][2].done:
+            heapq.heappop(heap)  # finished jobs leave lazily
+        when = min((t for t in (self._connect_at, self._command_at, self._reconnect_at,
+                                self._regrab_at, heap[0][0] if heap else 0.0) if t),
+                   default=0.0)
+        if force or (when and (not self._armed or when < self._armed)):
+            self._armed = when
+            self._driver.set_deadline(when)
+
+    def on_deadline(self) -> None:
+        """Driver: the timer fired. Run every deadline that has passed."""
+        self._armed = 0.0
+        now = self._driver.now()
+        epoch = self.epoch
+        if self._connect_at and now >= self._connect_at and self.state == CONNECTING:
+            self._connect_at = 0.0
+            self.connect_failed(errors.CONNECT_TIMEOUT)
+        if self._command_at and now >= self._command_at:
+            self._command_at = 0.0
+            if self.state == CONNECTED and self._pending:
+                self._drop(errors.COMMAND_TIMEOUT, drain_err=errors.COMMAND_TIMEOUT)
+        if self._reconnect_at and now >= self._reconnect_at:
+            self._reconnect_at = 0.0
+            if self.state == WAITING and not self.closed:
+                self._start_connect()
+        if self._regrab_at and now >= self._regrab_at:
+            self._regrab_at = 0.0
+            if self._sleeping and self.working and self.state == CONNECTED:
+                self._wake()
+        heap = self._job_heap
+        while heap and heap[0][0] <= now and epoch == self.epoch:
+            sub = heapq.heappop(heap)[2]
+            if not sub.done:
+                self._live_deadlines -= 1
+                self._job_timed_out(sub)
+        if not self.closed:
+            self._rearm(force=True)
+
+    def _job_timed_out(self, sub: Submission) -> None:
+        if sub.handle is not None:
+            self.active_count -= 1
+            if not sub.shared and self._active.get(sub.handle) is sub:
+                # Its later events concern no one: held on, a job that never
+                # ends would stay for the connection's lifetime. (With a
+                # unique key it stays, to route coalesced copies, PROTOCOL.md 4.2.)
+                del self._active[sub.handle]
+        self._finish_sub(sub, None, errors.JOB_TIMEOUT)
+
+    # ===== Client replies =====
+
+    def _finish_sub(self, sub: Submission, result: Optional[bytes], err: Optional[str]) -> None:
+        """The one terminal callback of a foreground submission."""
+        if sub.done:
+            return
+        sub.done = True
+        if sub.deadline:
+            self._live_deadlines -= 1
+            if len(self._job_heap) > 2 * self._live_deadlines + _HEAP_SLACK:
+                self._job_heap = [e for e in self._job_heap if not e[2].done]
+                heapq.heapify(self._job_heap)
+        cb = sub.cb
+        if cb is not None:
+            # What the finished job held goes now, not when its deadline passes.
+            sub.cb = sub.on_data = sub.on_warning = sub.on_status = sub.on_exception = None
+            self._call(cb, result, err)
+
+    def _on_job_created(self, pkt: Any) -> None:
+        pending = self._pending
+        if pending and pending[0].kind in _CREATED_ANSWERS:  # _pop, inlined
+            entry = pending.popleft()
+        else:
+            self._pop(CMD.JOB_CREATED)
+            return
+        # Handles stay bytes inside: the key of _active, never decoded per event.
+        handle = unpack(pkt.arg[0], pkt.len[0])
+        if entry.kind == K_SUBMIT_BG:
+            if entry.cb is not None:
+                self._call(entry.cb, handle.decode("utf-8", "surrogateescape"), None)
+            return
+        sub: Submission = entry  # type: ignore[assignment]
+        sub.handle = handle
+        if not sub.done:
+            self.active_count += 1
+        elif not sub.shared:
+            return  # timed out, and no other submission can share its handle
+        active = self._active
+        other = active.get(handle)
+        if other is None:
+            active[handle] = sub  # the common case: one submission per handle
+        elif type(other) is Attached:
+            other.subs.append(sub)
+        else:
+            active[handle] = Attached([other, sub])
+
+    def _event_sub(self, pkt: Any, terminal: bool) -> Optional[Submission]:
+        """The submission the next copy of this work event belongs to; a
+        terminal copy also retires it from _active."""
+        handle = unpack(pkt.arg[0], pkt.len[0])
+        active = self._active
+        item = active.get(handle)
+        if item is None or type(item) is not Attached:
+            if terminal and item is not None:
+                del active[handle]
+            return item
+        sub = item.next_sub()
+        if terminal:
+            item.retire(sub)
+            if len(item.subs) == 1:
+                active[handle] = item.subs[0]
+        return sub
+
+    def _on_work_data(self, pkt: Any) -> None:
+        sub = self._event_sub(pkt, False)
+        if sub is not None and not sub.done and sub.on_data is not None:
+            self._call(sub.on_data, unpack(pkt.arg[1], pkt.len[1]))
+
+    def _on_work_warning(self, pkt: Any) -> None:
+        sub = self._event_sub(pkt, False)
+        if sub is not None and not sub.done and sub.on_warning is not None:
+            self._call(sub.on_warning, unpack(pkt.arg[1], pkt.len[1]))
+
+    def _on_work_status(self, pkt: Any) -> None:
+        sub = self._event_sub(pkt, False)
+        if sub is not None and not sub.done and sub.on_status is not None:
+            self._call(sub.on_status, _text(pkt, 1), _text(pkt, 2))
+
+    def _terminal(self, pkt: Any, result: Optional[bytes], err: Optional[str],
+                  exception_data: Optional[bytes] = None) -> None:
+        sub = self._event_sub(pkt, True)
+        if sub is None or sub.done:
+            return  # unknown, or timed out earlier: its copy is dropped
+        self.active_count -= 1
+        if exception_data is not None and sub.on_exception is not None:
+            epoch = self.epoch
+            self._call(sub.on_exception, exception_data)
+            if epoch != self.epoch:
+                return  # the drop that on_exception caused has drained sub
+        self._finish_sub(sub, result, err)
+
+    def _on_work_complete(self, pkt: Any) -> None:
+        handle = unpack(pkt.arg[0], pkt.len[0])
+        active = self._active
+        sub = active.get(handle)
+        if type(sub) is Submission:  # one submission on the handle: the fast path
+            del active[handle]
+            if not sub.done:
+                self.active_count -= 1
+                self._finish_sub(sub, unpack(pkt.arg[1], pkt.len[1]), None)
+            return
+        self._terminal(pkt, unpack(pkt.arg[1], pkt.len[1]), None)
+
+    def _on_work_fail(self, pkt: Any) -> None:
+        self._terminal(pkt, None, errors.JOB_FAILED)
+
+    def _on_work_exception(self, pkt: Any) -> None:
+        self._terminal(pkt, None, errors.EXCEPTION, unpack(pkt.arg[1], pkt.len[1]))
+
+    def _on_echo_res(self, pkt: Any) -> None:
+        pending = self._pending
+        if pending and pending[0].kind == K_ALL_YOURS:
+            # No ERROR came before the marker's echo: ALL_YOURS was taken silently.
+            entry = pending.popleft()
+            if pending and pending[0].kind == K_MARKER:
+                pending.popleft()  # this very echo answers the marker
+            if entry.cb is not None:
+                self._call(entry.cb, True, None)
+            return
+        entry = self._pop(CMD.ECHO_RES)
+        if entry is None or entry.kind == K_MARKER:
+            return
+        if entry.cb is not None:
+            self._call(entry.cb, unpack(pkt.arg[0], pkt.len[0]), None)
+
+    def _on_status_res(self, pkt: Any) -> None:
+        entry = self._pop(CMD.STATUS_RES)
+        if entry is not None and entry.cb is not None:
+            self._call(entry.cb, _status(pkt, "handle"), None)
+
+    def _on_status_res_unique(self, pkt: Any) -> None:
+        entry = self._pop(CMD.STATUS_RES_UNIQUE)
+        if entry is None:
+            return
+        status = _status(pkt, "unique")
+        count = unpack(pkt.arg[5], pkt.len[5])
+        if count and not count.isdigit():  # bytes.isdigit: ASCII digits only
+            # Undigestible: back at the head, so the drop gives it its one
+            # callback with every other pending request (rule 3).
+            self._pending.appendleft(entry)
+            self.protocol_error(f"bad client count {count!r} in STATUS_RES_UNIQUE")
+            return
+        status["client_count"] = int(count) if count else 0
+        if entry.cb is not None:
+            self._call(entry.cb, status, None)
+
+    def _on_option_res(self, pkt: Any) -> None:
+        entry = self._pop(CMD.OPTION_RES)
+        if entry is not None and entry.cb is not None:
+            self._call(entry.cb, True, None)
+
+    def _on_error_packet(self, pkt: Any) -> None:
+        code, text = _text(pkt, 0), _text(pkt, 1)
+        err = f"{code}: {text}"
+        if code == "JOB_NOT_FOUND" or not self._pending:
+            # Never the answer to a request in gearmand 1.1 (PROTOCOL.md 3.2).
+            self.report_error(err)
+            return
+        head = self._pending[0]
+        if head.kind == K_MARKER or head.kind <= K_TEXT_MARKED:
+            self.protocol_error(f"unexpected ERROR {err}")
+            return
+        entry = self._pending.popleft()
+        if entry.kind == K_GRAB_MANAGED:
+            # An ERROR answers exactly this GRAB; the worker loop goes on,
+            # asleep until a NOOP or the re-grab timer (never a busy retry).
+            self._grabs_out -= 1
+            if self.working and self._grabs_out == 0 and not self._sleeping:
+                self._go_to_sleep()
+            self.report_error(err)
+            return
+        self._fail_entry(entry, err)
+
+    def _on_text(self, pkt: Any) -> None:
+        # The decoder frames text only in the mode the FIFO head asked for.
+        entry = self._pending.popleft()
+        raw = unpack(pkt.arg[0], pkt.len[0])
+        if entry.kind == K_TEXT_MARKED:
+            # Everything up to the marker's echo: the last line is the real
+            # terminator, any "." before it is a unique key (PROTOCOL.md 7).
+            lines = raw.replace(b"\r\n", b"\n").split(b"\n")
+            if lines and lines[-1] == b"":
+                lines.pop()
+            if lines and lines[-1] == b".":
+                lines.pop()
+            raw = b"".join(line + b"\n" for line in lines)  # the ECHO_RES pops the marker
+        if entry.cb is None:
+            return
+        text = raw.decode("utf-8", "replace")
+        if entry.kind == K_TEXT_LINE:
+            if text.startswith("ERR "):
+                self._call(entry.cb, None, text)
+            else:
+                self._call(entry.cb, text, None)
+        else:
+            self._call(entry.cb, text.replace("\r\n", "\n"), None)
+
+    # ===== Worker: abilities =====
+
+    def set_ability(self, func: bytes, ability: Optional[Ability]) -> None:
+        """CAN_DO / CAN_DO_TIMEOUT (ability) or CANT_DO (None), now if
+        connected, and on every connect."""
+        if ability is None:
+            self.abilities.pop(func, None)
+            if self.state == CONNECTED:
+                self._pack(CMD.CANT_DO, (func,), None)
+                self._driver.flush_soon()
+            return
+        self.abilities[func] = ability
+        if self.state == CONNECTED:
+            self._pack_ability(func, ability)
+            self._driver.flush_soon()
+            # gearmand sends no NOOP for jobs already queued for a new ability:
+            # a sleeping worker loop grabs at once instead of on the re-grab timer.
+            self._wake()
+
+    def _pack_ability(self, func: bytes, ability: Ability) -> None:
+        if ability.timeout_ms is None:
+            self._pack(CMD.CAN_DO, (func,), None)
+        else:
+            self._pack(CMD.CAN_DO_TIMEOUT, (func, str(ability.timeout_ms).encode()), None)
+
+    def reset_abilities(self) -> None:
+        self.abilities.clear()
+        if self.state == CONNECTED:
+            self._pack(CMD.RESET_ABILITIES, (), None)
+            self._driver.flush_soon()
+
+    def set_client_id(self, client_id: bytes) -> None:
+        self.client_id = client_id
+        if self.state == CONNECTED:
+            self._pack(CMD.SET_CLIENT_ID, (client_id,), None)
+            self._driver.flush_soon()
+
+    def all_yours(self, cb: Callback) -> None:
+        # An ECHO behind it tells silence from a late ERROR.
+        self.send(CMD.ALL_YOURS, (), Entry(K_ALL_YOURS, cb))
+        self.send(CMD.ECHO_REQ, (b"",), Entry(K_MARKER, None))
+
+    def admin(self, line: bytes, kind: int, cb: Callback) -> None:
+        """An admin line; a MARKED reply gets its ECHO marker right behind."""
+        self.send(None, line, Entry(kind, cb))
+        if kind == K_TEXT_MARKED:
+            self.send(CMD.ECHO_REQ, (b"",), Entry(K_MARKER, None))
+
+    def grab_job(self, cb: Callable[..., Any]) -> None:
+        cmd = CMD.GRAB_JOB_UNIQ if self.grab_unique else CMD.GRAB_JOB
+        self.send(cmd, (), Entry(K_GRAB, cb))
+
+    # ===== Worker: the managed loop =====
+
+    def work(self, on_idle: Callback, concurrency: Optional[int], one: bool) -> None:
+        self._on_idle = on_idle
+        self._concurrency = concurrency
+        self._work_one = one
+        self.working = True
+        if self.state == CONNECTED:
+            self._grab_more()
+
+    def work_stop(self) -> None:
+        self.working = False
+        self._work_one = False
+        self._regrab_at = 0.0
+
+    def _grab_limit(self) -> int:
+        if self._concurrency is None:
+            return 1
+        return self._concurrency - self._in_flight
+
+    def _grab_more(self) -> None:
+        if not self.working or self._sleeping or self.state != CONNECTED:
+            return
+        cmd = CMD.GRAB_JOB_UNIQ if self.grab_unique else CMD.GRAB_JOB
+        sent = False
+        while self._grabs_out < self._grab_limit():
+            self._grabs_out += 1
+            self._pack(cmd, (), Entry(K_GRAB_MANAGED, None))
+            sent = True
+        if sent:
+            self._driver.flush_soon()
+
+    def _go_to_sleep(self) -> None:
+        self._sleeping = True
+        self._slept_at = now = self._driver.now()
+        self._pack(CMD.PRE_SLEEP, (), None)
+        self._driver.flush_soon()
+        self._regrab_at = now + REGRAB_INTERVAL
+        self._rearm()
+        if self._on_idle is not None:
+            self._call(self._on_idle)
+
+    def _wake(self) -> None:
+        if self._sleeping:
+            self._sleeping = False
+            self._regrab_at = 0.0
+            self._grab_more()
+
+    def _on_noop(self, pkt: Any) -> None:
+        if not self._sleeping:
+            return  # a stale hint: a GRAB is already out (PROTOCOL.md 5)
+        if self._driver.now() - self._slept_at < SPIN_WINDOW:
+            self._quick_wakes += 1
+        else:
+            self._quick_wakes = 0
+        excess = self._quick_wakes - SPIN_TOLERANCE
+        if excess > 0:
+            delay = min(SPIN_BACKOFF_MIN * 2 ** min(excess, 16), SPIN_BACKOFF_MAX)
+            self._regrab_at = self._driver.now() + delay
+            self._rearm()
+            return
+        self._wake()
+
+    def _on_no_job(self, pkt: Any) -> None:
+        entry = self._pop(CMD.NO_JOB)
+        if entry is None:
+            return
+        if entry.kind == K_GRAB:
+            if entry.cb is not None:
+                self._call(entry.cb, None, errors.NO_JOB)
+            return
+        self._grabs_out -= 1
+        if self.working and self._grabs_out == 0 and not self._sleeping:
+            self._go_to_sleep()
+
+    def _on_job_assign(self, pkt: Any) -> None:
+        self._assigned(pkt, CMD.JOB_ASSIGN, "", 2)
+
+    def _on_job_assign_uniq(self, pkt: Any) -> None:
+        self._assigned(pkt, CMD.JOB_ASSIGN_UNIQ, _text(pkt, 2), 3)
+
+    def _on_job_assign_all(self, pkt: Any) -> None:
+        self._assigned(pkt, CMD.JOB_ASSIGN_ALL, _text(pkt, 2), 4)
+
+    def _assigned(self, pkt: Any, cmd: int, unique: str, workload_arg: int) -> None:
+        entry = self._pop(cmd)
+        if entry is None:
+            return
+        handle = unpack(pkt.arg[0], pkt.len[0])
+        function = unpack(pkt.arg[1], pkt.len[1])
+        workload = unpack(pkt.arg[workload_arg], pkt.len[workload_arg])
+        if entry.kind == K_GRAB:  # grab_job(): the user runs it
+            if entry.cb is not None:
+                self._call(entry.cb, self._make_job(self, handle, function, unique, workload,
+                                                    False), None)
+            return
+        self._grabs_out -= 1
+        self._quick_wakes = 0
+        if self._work_one:
+            self.working = self._work_one = False
+        ability = self.abilities.get(function)
+        epoch = self.epoch
+        if ability is None or ability.callback is None:
+            log.error("gearman_ev: no callback registered for %r; failing job %r",
+                      function.decode("utf-8", "replace"), handle.decode("utf-8", "replace"))
+            self._pack(CMD.WORK_FAIL, (handle,), None)
+            self._driver.flush_soon()
+        elif ability.async_:
+            self._in_flight += 1
+            self._call(ability.callback,
+                       self._make_job(self, handle, function, unique, workload, True))
+        else:
+            self._run_sync(ability.callback,
+                           self._make_job(self, handle, function, unique, workload, False))
+        if epoch == self.epoch:
+            self._grab_more()
+
+    def _run_sync(self, callback: Callable[..., Any], job: Any) -> None:
+        try:
+            result = callback(job)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self._driver.park(exc)
+            result, failure = None, exc
+        except Exception as exc:  # noqa: BLE001 - reported as the job's failure
+            log.exception("gearman_ev: worker callback for %r raised", job.function)
+            result, failure = None, exc
+        else:
+            failure = None
+        if job.finished or job.epoch != self.epoch or self.closed:
+            return  # finished by the callback itself, or its connection is gone
+        try:
+            if failure is None:
+                job.complete(result)
+            elif self.exceptions:
+                job.exception(str(failure))
+            else:
+                job.fail()
+        except (TypeError, ValueError) as exc:
+            log.error("gearman_ev: bad result from %r: %s", job.function, exc)
+            job.fail()
+
+    # ===== Jobs (called by Job through these public methods) =====
+
+    def job_send(self, epoch: int, cmd: int, args: Tuple[Any, ...]) -> None:
+        """A job's WORK_* packet, on the connection the job came on."""
+        self.check_usable()
+        if epoch != self.epoch or self.state != CONNECTED:
+            raise errors.GearmanError(errors.STALE_JOB)
+        self._pack(cmd, args, None)
+        self._driver.flush_soon()
+
+    def job_done(self, counted: bool) -> None:
+        """A job sent its terminal packet: an async one frees a slot."""
+        if counted and self._in_flight > 0:
+            self._in_flight -= 1
+            if self._concurrency is not None:
+                self._grab_more()
+
+    def check_caller(self) -> None:
+        self.check_usable()
+        self._driver.check_thread()
+
+
+#: Reply packet -> its handler. A handler matches (rule 1), updates state,
+#: then runs user code (rule 2).
+_DISPATCH: Dict[int, Callable[[Session, Any], None]] = {
+    CMD.TEXT: Session._on_text,
+    CMD.JOB_CREATED: Session._on_job_created,
+    CMD.WORK_DATA: Session._on_work_data,
+    CMD.WORK_WARNING: Session._on_work_warning,
+    CMD.WORK_STATUS: Session._on_work_status,
+    CMD.WORK_COMPLETE: Session._on_work_complete,
+    CMD.WORK_FAIL: Session._on_work_fail,
+    CMD.WORK_EXCEPTION: Session._on_work_exception,
+    CMD.ECHO_RES: Session._on_echo_res,
+    CMD.STATUS_RES: Session._on_status_res,
+    CMD.STATUS_RES_UNIQUE: Session._on_status_res_unique,
+    CMD.OPTION_RES: Session._on_option_res,
+    CMD.ERROR: Session._on_error_packet,
+    CMD.NOOP: Session._on_noop,
+    CMD.NO_JOB: Session._on_no_job,
+    CMD.JOB_ASSIGN: Session._on_job_assign,
+    CMD.JOB_ASSIGN_UNIQ: Session._on_job_assign_uniq,
+    CMD.JOB_ASSIGN_ALL: Session._on_job_assign_all,
+}
+
+
+def lib_reset(c: Any, fd: int) -> None:
+    if c != NULL:
+        _codec.reset(c, fd)
+
+
+def _snapshot(args: Any) -> Any:
+    if type(args) is bytes:
+        return args  # an admin line
+    return tuple(a if type(a) is bytes else _codec.snapshot(a) for a in args)
+
+
+def _text(pkt: Any, i: int) -> str:
+    return unpack(pkt.arg[i], pkt.len[i]).decode("utf-8", "surrogateescape")
+
+
+def _status(pkt: Any, key_name: str) -> Dict[str, Any]:
+    """STATUS_RES[_UNIQUE] as API.md 5 gives it: known/running as bools,
+    numerator/denominator as the strings on the wire."""
+    return {
+        key_name: _text(pkt, 0),
+        "known": _text(pkt, 1) == "1",
+        "running": _text(pkt, 2) == "1",
+        "numerator": _text(pkt, 3),
+        "denominator": _text(pkt, 4),
+    }
