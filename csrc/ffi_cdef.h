@@ -84,13 +84,14 @@ int gm_pack4(gm_buf_t *out, unsigned cmd, unsigned nargs,
 #define GM_TEXT_NONE ...
 #define GM_TEXT_LINE ...
 #define GM_TEXT_BLOCK ...
+#define GM_TEXT_MARKED ...
 typedef struct gm_packet {
     unsigned cmd;
     unsigned nargs;
     const char *arg[8];
     size_t len[8];
 } gm_packet_t;
-typedef struct gm_parser { size_t text_scan; int text_mode; } gm_parser_t;
+typedef struct gm_parser { size_t text_scan; size_t text_line; int text_mode; } gm_parser_t;
 void gm_parser_reset(gm_parser_t *p);
 long gm_parse_next(gm_parser_t *p, const char *data, size_t len, int text_mode,
                    gm_packet_t *pkt, size_t *need);
