@@ -185,7 +185,6 @@ int gm_ev_is_active(void *w);
 int gm_ev_is_pending(void *w);
 int gm_ev_priority(void *w);
 void gm_ev_set_priority(void *w, int priority);
-int gm_ev_io_events(ev_io *w);
 
 /* The only call from C into Python: every watcher callback. */
 extern "Python" void gm_py_watcher_cb(void *handle, int revents);
