@@ -10,7 +10,8 @@ import struct
 HEADER = struct.Struct(">4sII")  # magic, type, body length; all big-endian
 MAX_PACKET = 256 * 1024 * 1024  # client cap on one body (gm_proto.h)
 TEXT = 0  # pseudo type of an admin (text) reply
-TEXT_NONE, TEXT_LINE, TEXT_BLOCK, TEXT_MARKED = 0, 1, 2, 3  # what text the caller expects (gm_parse.h)
+# What text the caller expects (gm_parse.h GM_TEXT_*).
+TEXT_NONE, TEXT_LINE, TEXT_BLOCK, TEXT_MARKED = 0, 1, 2, 3
 
 # PROTOCOL.md 2: argument count of every packet a server sends.
 RESPONSE_NARGS = {6: 0, 8: 1, 10: 0, 11: 3, 12: 3, 13: 2, 14: 1, 17: 1, 19: 2, 20: 5,
