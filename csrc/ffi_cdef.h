@@ -61,6 +61,7 @@
 #define GM_E_EOF ...
 #define GM_E_READ ...
 #define GM_E_WRITE ...
+#define GM_E_BACKLOG ...
 
 /* ===== Buffer (gm_buf.h) ===== */
 #define GM_BUF_INITIAL ...
@@ -91,7 +92,7 @@ typedef struct gm_packet {
     const char *arg[8];
     size_t len[8];
 } gm_packet_t;
-typedef struct gm_parser { size_t text_scan; int text_mode; } gm_parser_t;
+typedef struct gm_parser { size_t text_scan; size_t text_line; int text_mode; } gm_parser_t;
 void gm_parser_reset(gm_parser_t *p);
 long gm_parse_next(gm_parser_t *p, const char *data, size_t len, int text_mode,
                    gm_packet_t *pkt, size_t *need);
@@ -99,13 +100,17 @@ unsigned gm_parse_nargs(unsigned cmd);
 
 /* ===== Connection bytes (gm_conn.h) ===== */
 #define GM_READ_BUDGET ...
+#define GM_FEED_BACKLOG ...
 typedef struct gm_conn { int fd; int err_no; ...; } gm_conn_t;
 gm_conn_t *gm_conn_new(void);
 void gm_conn_free(gm_conn_t *c);
 void gm_conn_reset(gm_conn_t *c, int fd);
 long gm_conn_read(gm_conn_t *c);
+int gm_conn_feed(gm_conn_t *c, const char *data, size_t len);
 int gm_conn_next(gm_conn_t *c, int text_mode, gm_packet_t *pkt);
 long gm_conn_write(gm_conn_t *c);
+size_t gm_conn_out(const gm_conn_t *c, const char **data);
+void gm_conn_out_consume(gm_conn_t *c, size_t n);
 int gm_conn_pack4(gm_conn_t *c, unsigned cmd, unsigned nargs,
                   const char *a0, size_t l0, const char *a1, size_t l1,
                   const char *a2, size_t l2, const char *a3, size_t l3);
@@ -185,7 +190,6 @@ int gm_ev_is_active(void *w);
 int gm_ev_is_pending(void *w);
 int gm_ev_priority(void *w);
 void gm_ev_set_priority(void *w, int priority);
-int gm_ev_io_events(ev_io *w);
 
 /* The only call from C into Python: every watcher callback. */
 extern "Python" void gm_py_watcher_cb(void *handle, int revents);

@@ -33,8 +33,6 @@ static void gm_ev_io_init(ev_io *w, int fd, int events)
 
 static void gm_ev_io_set(ev_io *w, int fd, int events) { ev_io_set(w, fd, events); }
 
-static int gm_ev_io_events(ev_io *w) { return w->events & (EV_READ | EV_WRITE); }
-
 static void gm_ev_timer_init(ev_timer *w, ev_tstamp after, ev_tstamp repeat)
 {
     ev_timer_init(w, (gm_timer_cb)(void (*)(void))gm_ev_trampoline, after, repeat);

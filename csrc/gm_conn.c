@@ -1,4 +1,4 @@
-/* gm_conn.c - socket I/O for one connection; see gm_conn.h. */
+/* gm_conn.c - one connection's buffers, socket I/O and feeding; see gm_conn.h. */
 #include "gm_conn.h"
 #include "gm_pack.h"
 
@@ -39,6 +39,7 @@ void gm_conn_reset(gm_conn_t *c, int fd)
     c->fd = fd;
     c->err_no = 0;
     c->consumed = 0;
+    c->need = 0;
     gm_buf_clear(&c->rbuf);
     gm_buf_clear(&c->wbuf);
     gm_parser_reset(&c->parser);
@@ -52,36 +53,47 @@ static void drop_consumed(gm_conn_t *c)
     }
 }
 
-/* Total size of the binary packet at the front of the buffer, when known.
- * A length behind a bad magic is never trusted: no room is reserved or read
- * for it, and the decoder reports the magic. */
-static size_t front_packet_size(const gm_buf_t *b)
+/* Size of the binary packet at the front of the read buffer once its header
+ * is in, 0 while unknown. It comes from the decoder, which reports a length
+ * only behind a valid magic and within GM_MAX_PACKET, so a length behind a
+ * bad magic gets no room. gm_conn_next keeps it from its last "incomplete";
+ * asked here only when the header came in after that call. */
+static size_t front_need(gm_conn_t *c)
 {
-    const unsigned char *u = (const unsigned char *)b->data + b->start;
-    unsigned long body;
+    const char *front = c->rbuf.data + c->rbuf.start;
+    size_t len = gm_buf_len(&c->rbuf), need = 0;
+    gm_packet_t pkt;
+    long n;
 
-    if (gm_buf_len(b) < GM_HEADER_SIZE || memcmp(u, GM_MAGIC_RES, 4) != 0)
-        return 0;
-    body = ((unsigned long)u[8] << 24) | ((unsigned long)u[9] << 16) |
-           ((unsigned long)u[10] << 8) | (unsigned long)u[11];
-    if (body > GM_MAX_PACKET)
-        return 0; /* the decoder reports it */
-    return GM_HEADER_SIZE + (size_t)body;
+    if (c->need || len < GM_HEADER_SIZE || front[0] != '\0')
+        return c->need;
+    /* A binary front never touches the parser's text state. */
+    n = gm_parse_next(&c->parser, front, len, GM_TEXT_NONE, &pkt, &need);
+    if (n > 0)
+        c->need = (size_t)n; /* already complete: nothing owed, no new probe */
+    else if (n == 0)
+        c->need = need;
+    return c->need;
+}
+
+/* Bytes the packet at the front still lacks. */
+static size_t front_owed(gm_conn_t *c)
+{
+    size_t need = front_need(c), len = gm_buf_len(&c->rbuf);
+    return need > len ? need - len : 0;
 }
 
 long gm_conn_read(gm_conn_t *c)
 {
     long total = 0;
-    size_t len, front, owed, allowed, want, room;
+    size_t owed, allowed, want, room;
     ssize_t n;
 
     drop_consumed(c);
     for (;;) {
         /* The budget bounds read-ahead; only the packet at the front (the one
          * the decoder waits for) may take more, and then just what it lacks. */
-        len = gm_buf_len(&c->rbuf);
-        front = front_packet_size(&c->rbuf);
-        owed = front > len ? front - len : 0;
+        owed = front_owed(c);
         allowed = (size_t)total < GM_READ_BUDGET ? GM_READ_BUDGET - (size_t)total : 0;
         if (allowed < owed)
             allowed = owed;
@@ -92,10 +104,8 @@ long gm_conn_read(gm_conn_t *c)
         want = allowed < GM_READ_MIN_ROOM ? allowed : GM_READ_MIN_ROOM;
         if (want < owed)
             want = owed;
-        if (gm_buf_reserve(&c->rbuf, want) != GM_OK) {
-            c->err_no = ENOMEM;
-            return GM_E_READ;
-        }
+        if (gm_buf_reserve(&c->rbuf, want) != GM_OK)
+            return GM_E_NOMEM;
         room = gm_buf_room(&c->rbuf);
         if (room > allowed)
             room = allowed;
@@ -119,6 +129,27 @@ long gm_conn_read(gm_conn_t *c)
     }
 }
 
+int gm_conn_feed(gm_conn_t *c, const char *data, size_t len)
+{
+    size_t owed;
+    int rc;
+
+    if (len && !data)
+        return GM_E_BAD_ARGS;
+    drop_consumed(c);
+    if (gm_buf_len(&c->rbuf) > GM_FEED_BACKLOG)
+        return GM_E_BACKLOG;
+    /* As in gm_conn_read: the packet at the front gets all its room at once. */
+    owed = front_owed(c);
+    rc = gm_buf_reserve(&c->rbuf, len > owed ? len : owed);
+    if (rc != GM_OK)
+        return rc;
+    if (len)
+        memcpy(c->rbuf.data + c->rbuf.end, data, len);
+    c->rbuf.end += len;
+    return GM_OK;
+}
+
 int gm_conn_next(gm_conn_t *c, int text_mode, gm_packet_t *pkt)
 {
     size_t need;
@@ -127,9 +158,12 @@ int gm_conn_next(gm_conn_t *c, int text_mode, gm_packet_t *pkt)
     drop_consumed(c);
     n = gm_parse_next(&c->parser, c->rbuf.data + c->rbuf.start,
                       gm_buf_len(&c->rbuf), text_mode, pkt, &need);
-    if (n <= 0)
+    if (n <= 0) {
+        c->need = n == 0 ? need : 0;
         return (int)n;
+    }
     c->consumed = (size_t)n;
+    c->need = 0; /* the front moves on once this packet is dropped */
     return 1;
 }
 
@@ -154,6 +188,17 @@ long gm_conn_write(gm_conn_t *c)
     return (long)gm_buf_len(&c->wbuf);
 }
 
+size_t gm_conn_out(const gm_conn_t *c, const char **data)
+{
+    *data = c->wbuf.data + c->wbuf.start;
+    return gm_buf_len(&c->wbuf);
+}
+
+void gm_conn_out_consume(gm_conn_t *c, size_t n)
+{
+    gm_buf_consume(&c->wbuf, n); /* n >= what is there: a full drain */
+}
+
 int gm_conn_pack4(gm_conn_t *c, unsigned cmd, unsigned nargs,
                   const char *a0, size_t l0, const char *a1, size_t l1,
                   const char *a2, size_t l2, const char *a3, size_t l3)
@@ -169,6 +214,8 @@ int gm_conn_pack(gm_conn_t *c, unsigned cmd, unsigned nargs,
 
 int gm_conn_append(gm_conn_t *c, const char *data, size_t len)
 {
+    if (len && !data)
+        return GM_E_BAD_ARGS;
     return gm_buf_append(&c->wbuf, data, len);
 }
 

@@ -53,6 +53,7 @@ unsigned gm_parse_nargs(unsigned cmd)
 void gm_parser_reset(gm_parser_t *p)
 {
     p->text_scan = 0;
+    p->text_line = 0;
     p->text_mode = GM_TEXT_NONE;
 }
 
@@ -129,45 +130,65 @@ static size_t content_len(const char *line, size_t with_lf)
     return n;
 }
 
+/* One text message of n bytes whose argument is data[0, arg_len). */
+static long text_message(gm_parser_t *p, const char *data, size_t arg_len, size_t n,
+                         gm_packet_t *pkt)
+{
+    p->text_scan = p->text_line = 0;
+    /* The same cap as a binary body, whether the message came whole or in
+     * pieces: the verdict does not depend on how the bytes were cut. */
+    if (n > GM_MAX_PACKET)
+        return GM_E_RESPONSE_TOO_LARGE;
+    pkt->cmd = GM_CMD_TEXT;
+    pkt->nargs = 1;
+    pkt->arg[0] = data;
+    pkt->len[0] = arg_len;
+    return (long)n;
+}
+
 static long parse_text(gm_parser_t *p, const char *data, size_t len, int mode,
                        gm_packet_t *pkt)
 {
     const char *lf;
-    size_t pos = p->text_scan, line_len;
+    size_t pos, line, end;
 
-    if (mode != GM_TEXT_LINE && mode != GM_TEXT_BLOCK)
+    if (mode != GM_TEXT_LINE && mode != GM_TEXT_BLOCK && mode != GM_TEXT_MARKED)
         return GM_E_UNEXPECTED_TEXT;
-    if (mode != p->text_mode) {
-        /* What was searched under another mode proves nothing for this one. */
+    if (mode != p->text_mode || p->text_scan > len) {
+        /* What was searched under another mode proves nothing for this one;
+         * fewer bytes than were searched breaks the caller's contract, and
+         * starting afresh keeps every read inside data[0, len). */
         p->text_mode = mode;
-        pos = p->text_scan = 0;
+        p->text_scan = p->text_line = 0;
     }
-    /* text_scan always sits at a line start, so nothing is searched twice. */
-    while (pos < len) {
-        lf = memchr(data + pos, '\n', len - pos);
-        if (!lf)
+    /* data[line, pos) is the searched part of an unfinished line: no byte
+     * is searched twice, so a reply dripping in costs O(its length). */
+    pos = p->text_scan;
+    line = p->text_line;
+    for (;;) {
+        /* data[0] is never NUL here (that starts a binary packet), so a NUL
+         * at a line start is always past the first line. */
+        if (mode == GM_TEXT_MARKED && pos == line && pos < len && data[pos] == '\0')
+            return text_message(p, data, pos, pos, pkt);
+        if (pos == len)
             break;
-        line_len = (size_t)(lf - (data + pos)) + 1;
-        if (mode == GM_TEXT_LINE ||
-            (pos == 0 && line_len >= 4 && memcmp(data, "ERR ", 4) == 0)) {
-            pkt->cmd = GM_CMD_TEXT;
-            pkt->nargs = 1;
-            pkt->arg[0] = data;
-            pkt->len[0] = content_len(data, line_len);
-            p->text_scan = 0;
-            return (long)line_len;
+        lf = memchr(data + pos, '\n', len - pos);
+        if (!lf) {
+            pos = len;
+            break;
         }
-        if (content_len(data + pos, line_len) == 1 && data[pos] == '.') {
-            pkt->cmd = GM_CMD_TEXT;
-            pkt->nargs = 1;
-            pkt->arg[0] = data;
-            pkt->len[0] = pos;
-            p->text_scan = 0;
-            return (long)(pos + line_len);
-        }
-        pos += line_len;
+        end = (size_t)(lf - data) + 1;
+        if (mode == GM_TEXT_LINE) /* line is 0: the first line ends it */
+            return text_message(p, data, content_len(data, end), end, pkt);
+        if (mode == GM_TEXT_BLOCK && content_len(data + line, end - line) == 1 &&
+            data[line] == '.')
+            return text_message(p, data, line, end, pkt);
+        pos = line = end;
     }
     p->text_scan = pos;
+    p->text_line = line;
+    /* The message will pass the cap whatever comes next: say so now rather
+     * than buffer an endless reply. */
     if (len > GM_MAX_PACKET)
         return GM_E_RESPONSE_TOO_LARGE;
     return 0;

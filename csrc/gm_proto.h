@@ -74,17 +74,19 @@
 /* Most arguments any packet carries (SUBMIT_JOB_SCHED: 8). */
 #define GM_MAX_ARGS 8
 
-/* Return codes: every gm_* function returns 0 or a count on success and one of
- * these on failure. gearman_ev/_errors.py maps each to its err string. */
+/* Return codes: every gm_* function that can fail returns 0 (or a count) on
+ * success and exactly one of these on failure; each value means one thing.
+ * gearman_ev/_errors.py maps each to its err string. */
 #define GM_OK 0
-#define GM_E_NOMEM (-1)
-#define GM_E_TOO_LARGE (-2)          /* a request over GM_MAX_PACKET */
-#define GM_E_BAD_ARGS (-3)           /* bad argument count, or NUL in a leading argument */
-#define GM_E_BAD_MAGIC (-4)          /* "invalid response magic" */
-#define GM_E_RESPONSE_TOO_LARGE (-5) /* "response packet too large" */
-#define GM_E_UNEXPECTED_TEXT (-6)    /* "unexpected admin response" */
-#define GM_E_EOF (-7)                /* "connection closed by server" */
-#define GM_E_READ (-8)               /* "read error: <strerror(err_no)>" */
-#define GM_E_WRITE (-9)              /* "write error: <strerror(err_no)>" */
+#define GM_E_NOMEM (-1)              /* malloc/realloc failed (a buffer could not grow) */
+#define GM_E_TOO_LARGE (-2)          /* a request body would pass GM_MAX_PACKET: nothing queued */
+#define GM_E_BAD_ARGS (-3)           /* type 0, too many args, NUL in a leading arg, or NULL with a length */
+#define GM_E_BAD_MAGIC (-4)          /* a binary reply not starting "\0RES": "invalid response magic" */
+#define GM_E_RESPONSE_TOO_LARGE (-5) /* a reply over GM_MAX_PACKET: "response packet too large" */
+#define GM_E_UNEXPECTED_TEXT (-6)    /* text arrived while no admin reply was awaited */
+#define GM_E_EOF (-7)                /* recv returned 0: "connection closed by server" */
+#define GM_E_READ (-8)               /* recv failed: "read error: <strerror(err_no)>" */
+#define GM_E_WRITE (-9)              /* send failed: "write error: <strerror(err_no)>" */
+#define GM_E_BACKLOG (-10)           /* gm_conn_feed while a whole reply's worth sits undrained */
 
 #endif

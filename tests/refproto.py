@@ -10,7 +10,8 @@ import struct
 HEADER = struct.Struct(">4sII")  # magic, type, body length; all big-endian
 MAX_PACKET = 256 * 1024 * 1024  # client cap on one body (gm_proto.h)
 TEXT = 0  # pseudo type of an admin (text) reply
-TEXT_NONE, TEXT_LINE, TEXT_BLOCK = 0, 1, 2  # what text the caller expects (gm_parse.h)
+# What text the caller expects (gm_parse.h GM_TEXT_*).
+TEXT_NONE, TEXT_LINE, TEXT_BLOCK, TEXT_MARKED = 0, 1, 2, 3
 
 # PROTOCOL.md 2: argument count of every packet a server sends.
 RESPONSE_NARGS = {6: 0, 8: 1, 10: 0, 11: 3, 12: 3, 13: 2, 14: 1, 17: 1, 19: 2, 20: 5,
@@ -49,12 +50,17 @@ def split_body(cmd, body):
 
 def _text(wire, off, mode):
     """(reply, end offset) of the text reply at wire[off:], or None if incomplete."""
+    if mode == TEXT_MARKED:
+        # Everything up to the first line start holding a NUL: the ECHO_RES sent behind
+        # "show unique jobs" (PROTOCOL.md 7); that NUL belongs to the next message.
+        at = wire.find(b"\n\0", off)
+        return None if at < 0 else (wire[off:at + 1], at + 1)
     pos = off
     while (lf := wire.find(b"\n", pos)) >= 0:
         line = wire[pos:lf].removesuffix(b"\r")
-        if mode == TEXT_LINE or (pos == off and line.startswith(b"ERR ")):
+        if mode == TEXT_LINE:
             return line, lf + 1
-        if line == b".":
+        if line == b".":  # only a line that is exactly "." ends a block; "ERR x" is data
             return wire[off:pos], lf + 1  # a block is the bytes before its "." line
         pos = lf + 1
     return None
@@ -66,11 +72,13 @@ def parse(wire, text_mode=TEXT_NONE):
     out, off = [], 0
     while off < len(wire):
         if wire[off] != 0:
-            if text_mode == TEXT_NONE:
+            if text_mode not in (TEXT_LINE, TEXT_BLOCK, TEXT_MARKED):
                 return out, off, "unexpected_text"
             got = _text(wire, off, text_mode)
             if got is None:
                 return out, off, ("too_large" if len(wire) - off > MAX_PACKET else None)
+            if got[1] - off > MAX_PACKET:  # the same cap as a binary body
+                return out, off, "too_large"
             out.append((TEXT, [got[0]]))
             off = got[1]
             continue

@@ -1,10 +1,13 @@
 """gm_conn over a real socketpair: requests reach the peer byte-exact, replies come out whole and
-in order, EOF and write errors keep what arrived, and both buffers stay bounded."""
+in order, EOF and write errors keep what arrived, and both buffers stay bounded. The same bytes
+fed by a transport gm_conn does not own (gm_conn_feed) and taken from it (gm_conn_out) give the
+same packets, split anywhere."""
 from __future__ import annotations
 
 import errno
 import os
 import select
+import struct
 import socket
 import subprocess
 import sys
@@ -351,3 +354,267 @@ def test_read_ahead_behind_a_big_packet_is_bounded(pair):
     assert first <= limit, (
         f"one gm_conn_read took {first} bytes: a {len(big)}-byte packet plus "
         f"{first - len(big)} bytes of read-ahead (budget {lib.GM_READ_BUDGET})")
+
+
+# ===== Need-based reads: room for the packet the decoder waits for =====
+
+def big_reply(size):
+    return res(13, b"H:h:1", bytes(range(251)) * (size // 251 + 1))
+
+
+@pytest.mark.parametrize("next_between", [True, False], ids=["drained", "not-drained"])
+def test_read_makes_room_for_a_big_packet_once_its_header_is_in(pair, next_between):
+    # The decoder's need (the full size of the packet at the front) sizes the buffer: one
+    # block for the whole packet, whether gm_conn_next already reported it or not.
+    c, ours, peer = pair
+    big = big_reply(5 * MIB)
+    peer.sendall(big[:1000])
+    assert lib.gm_conn_read(c) == 1000
+    assert lib.gm_conn_read_capacity(c) == 16384  # a short read ends the call: nothing owed yet
+    if next_between:
+        assert drain(c) == []
+    peer.sendall(big[1000:3000])
+    assert lib.gm_conn_read(c) == 2000
+    cap = lib.gm_conn_read_capacity(c)
+    assert cap >= len(big)
+    got = 3000
+    sender = in_thread(peer.sendall, big[3000:])
+    while got < len(big):
+        select.select([ours], [], [], 5)
+        n = lib.gm_conn_read(c)
+        assert n >= 0
+        got += n
+        assert lib.gm_conn_read_capacity(c) == cap  # never grown again on the way
+    finish(sender)
+    assert drain(c) == refproto.decode(big)
+
+
+def test_one_read_takes_all_a_big_packet_lacks(pair):
+    # Past the read-ahead budget, but only for the packet at the front, and only what it lacks.
+    c, _, peer = pair
+    if grow_sndbuf(peer, 64 * MIB) < 8 * MIB:
+        pytest.skip("the kernel will not queue a whole 5 MiB packet")
+    big, after = big_reply(5 * MIB), res(6) * 1000
+    peer.sendall(big + after)  # all queued in the kernel before the read
+    assert lib.gm_conn_read(c) == len(big) > lib.GM_READ_BUDGET
+    assert drain(c) == refproto.decode(big)
+    assert lib.gm_conn_read(c) == len(after)
+    assert drain(c) == refproto.decode(after)
+
+
+@pytest.mark.parametrize("front, mode, rc", [
+    (b"\0REQ" + struct.pack(">II", 13, 200 * MIB), NONE, lib.GM_E_BAD_MAGIC),
+    (b"\0RXS" + struct.pack(">II", 13, 200 * MIB), NONE, lib.GM_E_BAD_MAGIC),
+    (b"\0RES" + struct.pack(">II", 13, lib.GM_MAX_PACKET + 1), NONE, lib.GM_E_RESPONSE_TOO_LARGE),
+    (b"\0RES" + struct.pack(">II", 13, 0xFFFFFFFF), NONE, lib.GM_E_RESPONSE_TOO_LARGE),
+    (b"OK \0RES" + struct.pack(">II", 13, 200 * MIB), LINE, 0),  # a text front has no length
+], ids=["request-magic", "bad-magic", "over-cap", "max-u32", "text"])
+def test_read_trusts_no_length_the_decoder_refuses(pair, front, mode, rc):
+    c, _, peer = pair
+    peer.sendall(front + b"x" * 5000)
+    assert lib.gm_conn_read(c) == len(front) + 5000
+    peer.sendall(b"y" * 5000)
+    assert lib.gm_conn_read(c) == 5000
+    assert lib.gm_conn_read_capacity(c) == 16384  # no room reserved for the claimed body
+    assert lib.gm_conn_next(c, mode, ffi.new("gm_packet_t *")) == rc
+
+
+# ===== Feeding: a transport gm_conn does not own (asyncio, a TLS memory BIO) =====
+
+def fed_conn():
+    """A gm_conn without a socket, driven the way an asyncio or TLS front-end drives it."""
+    c = ffi.gc(lib.gm_conn_new(), lib.gm_conn_free)
+    assert c != ffi.NULL
+    lib.gm_conn_reset(c, -1)
+    return c
+
+
+def feed(c, data):
+    assert lib.gm_conn_feed(c, data, len(data)) == lib.GM_OK
+
+
+FEED_WIRE = b"".join(REPLIES[:4]) + b"OK 1.1.20\n" + b"".join(REPLIES[4:]) + b"OK\r\n"
+
+
+def test_feed_gives_what_read_gives(pair):
+    c, _, peer = pair
+    peer.sendall(FEED_WIRE)
+    assert lib.gm_conn_read(c) == len(FEED_WIRE)
+    read = drain(c, LINE)
+    f = fed_conn()
+    feed(f, FEED_WIRE)
+    assert drain(f, LINE) == read == refproto.decode(FEED_WIRE, LINE)
+
+
+@pytest.mark.parametrize("cut", range(1, len(FEED_WIRE)))
+def test_feed_split_anywhere(cut):
+    c = fed_conn()
+    feed(c, FEED_WIRE[:cut])
+    out = drain(c, LINE)
+    feed(c, FEED_WIRE[cut:])
+    assert out + drain(c, LINE) == refproto.decode(FEED_WIRE, LINE)
+
+
+def test_feed_one_byte_at_a_time():
+    c, out = fed_conn(), []
+    for i in range(len(FEED_WIRE)):
+        feed(c, FEED_WIRE[i:i + 1])
+        out += drain(c, LINE)
+    assert out == refproto.decode(FEED_WIRE, LINE)
+
+
+def test_feed_with_trailing_garbage():
+    c, pkt, out = fed_conn(), ffi.new("gm_packet_t *"), []
+    feed(c, FEED_WIRE + b"\0REQ" + bytes(8))
+    while (rc := lib.gm_conn_next(c, LINE, pkt)) == 1:
+        out.append(message(pkt))
+    assert out == refproto.decode(FEED_WIRE, LINE)
+    assert rc == lib.GM_E_BAD_MAGIC
+
+
+def test_feed_marked_listing_one_byte_at_a_time():
+    # "show unique jobs" + ECHO_REQ: a unique "." and one "ERR x", the marker's echo behind.
+    wire = b".\nERR x\r\n\n.\n" + res(17, b"") + res(6)
+    c, out = fed_conn(), []
+    for i in range(len(wire)):
+        feed(c, wire[i:i + 1])
+        out += drain(c, lib.GM_TEXT_MARKED)
+    assert out == [(0, [b".\nERR x\r\n\n.\n"]), (17, [b""]), (6, [])]
+
+
+@pytest.mark.parametrize("next_between", [True, False], ids=["drained", "not-drained"])
+def test_feed_gives_a_big_packet_its_room_at_once(next_between):
+    big = big_reply(5 * MIB)
+    c = fed_conn()
+    feed(c, big[:1000])
+    if next_between:
+        assert drain(c) == []  # incomplete: the decoder now knows the packet's size
+    feed(c, big[1000:65536])
+    cap = lib.gm_conn_read_capacity(c)
+    assert cap >= len(big)  # one block for all of it, not a doubling every few feeds
+    for at in range(65536, len(big), 65536):
+        feed(c, big[at:at + 65536])
+        assert lib.gm_conn_read_capacity(c) == cap
+    assert drain(c) == refproto.decode(big)
+    assert lib.gm_conn_read_capacity(c) == 16384  # the drain gave the big block back
+
+
+@pytest.mark.parametrize("front", [
+    b"\0RXS" + struct.pack(">II", 13, 200 * MIB),
+    b"\0RES" + struct.pack(">II", 13, lib.GM_MAX_PACKET + 1),
+], ids=["bad-magic", "over-cap"])
+def test_feed_trusts_no_length_the_decoder_refuses(front):
+    c = fed_conn()
+    feed(c, front + b"x" * 100)
+    feed(c, b"y" * 100)
+    assert lib.gm_conn_read_capacity(c) == 16384
+
+
+def test_feed_refuses_more_while_a_whole_packet_sits_undrained():
+    # A transport cannot be told to wait, so the bound is on what the caller left undrained:
+    # one largest message, which a caller draining after each feed never exceeds.
+    big = res(13, b"H", b"x" * (lib.GM_MAX_PACKET - 2))
+    assert len(big) == lib.GM_FEED_BACKLOG == 12 + lib.GM_MAX_PACKET
+    c, pkt = fed_conn(), ffi.new("gm_packet_t *")
+    feed(c, big)
+    del big
+    feed(c, res(6))  # up to the bound before the call: still taken
+    assert lib.gm_conn_feed(c, res(10), 12) == lib.GM_E_BACKLOG  # nothing taken
+    assert lib.gm_conn_next(c, NONE, pkt) == 1
+    assert (pkt.cmd, pkt.len[0], pkt.len[1]) == (13, 1, lib.GM_MAX_PACKET - 2)
+    feed(c, res(10))  # drained: taken again
+    assert drain(c) == [(6, []), (10, [])]
+
+
+def test_feed_and_append_refuse_null_with_a_length():
+    c = fed_conn()
+    assert lib.gm_conn_feed(c, ffi.NULL, 5) == lib.GM_E_BAD_ARGS
+    assert lib.gm_conn_append(c, ffi.NULL, 5) == lib.GM_E_BAD_ARGS
+    assert lib.gm_conn_feed(c, ffi.NULL, 0) == lib.GM_OK
+    assert lib.gm_conn_append(c, ffi.NULL, 0) == lib.GM_OK
+    assert drain(c) == [] and lib.gm_conn_write_pending(c) == 0
+
+
+# ===== The out side: unsent bytes for a transport to take =====
+
+OUT_WIRE = (req(7, b"reverse", b"u", b"hi\0") + req(9) + req(16, bytes(range(256)))
+            + b"status\r\n" + req(4))
+
+
+def queue_requests(c):
+    assert lib.gm_conn_pack4(c, 7, 3, b"reverse", 7, b"u", 1, b"hi\0", 3, ffi.NULL, 0) == 0
+    assert lib.gm_conn_pack4(c, 9, 0, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0) == 0
+    echo = bytes(range(256))
+    assert lib.gm_conn_pack4(c, 16, 1, echo, 256, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0) == 0
+    assert lib.gm_conn_append(c, b"status\r\n", 8) == 0
+    assert lib.gm_conn_pack4(c, 4, 0, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0, ffi.NULL, 0) == 0
+
+
+def out(c):
+    """(pointer, count) of the unsent bytes, as gm_conn_out gives them."""
+    p = ffi.new("const char **")
+    n = lib.gm_conn_out(c, p)
+    return p[0], n
+
+
+def test_out_gives_the_queued_bytes_in_place():
+    c = fed_conn()
+    queue_requests(c)
+    p, n = out(c)
+    assert (ffi.buffer(p, n)[:], n) == (OUT_WIRE, lib.gm_conn_write_pending(c))
+    assert out(c) == (p, n)  # nothing taken, nothing changed
+    lib.gm_conn_out_consume(c, 5)
+    assert out(c) == (p + 5, n - 5)  # the same block, 5 bytes on: no copy was made
+    assert lib.gm_conn_write_pending(c) == n - 5
+
+
+@pytest.mark.parametrize("cut", range(len(OUT_WIRE) + 1))
+def test_out_split_anywhere(cut):
+    c = fed_conn()
+    queue_requests(c)
+    p, n = out(c)
+    taken = ffi.buffer(p, cut)[:]
+    lib.gm_conn_out_consume(c, cut)
+    p, n = out(c)
+    assert n == len(OUT_WIRE) - cut == lib.gm_conn_write_pending(c)
+    taken += ffi.buffer(p, n)[:]
+    lib.gm_conn_out_consume(c, n)
+    assert taken == OUT_WIRE
+    assert out(c)[1] == 0 and lib.gm_conn_write_pending(c) == 0
+
+
+def test_out_one_byte_at_a_time_while_more_is_queued():
+    c, taken = fed_conn(), b""
+    queue_requests(c)
+    for i in range(len(OUT_WIRE)):
+        if i == 100:
+            queue_requests(c)  # queued behind what the transport has not taken yet
+        p, n = out(c)
+        assert n > 0
+        taken += ffi.buffer(p, 1)[:]
+        lib.gm_conn_out_consume(c, 1)
+    p, n = out(c)
+    taken += ffi.buffer(p, n)[:]
+    assert taken == OUT_WIRE * 2
+
+
+def test_out_consume_past_the_end_drains_and_shrinks():
+    c = fed_conn()
+    payload = b"z" * (4 * MIB)
+    assert lib.gm_conn_pack4(c, 16, 1, payload, len(payload), ffi.NULL, 0, ffi.NULL, 0,
+                             ffi.NULL, 0) == 0
+    assert lib.gm_conn_write_capacity(c) > lib.GM_BUF_SHRINK_ABOVE
+    lib.gm_conn_out_consume(c, 1 << 62)
+    p, n = out(c)
+    assert n == 0 and p != ffi.NULL
+    assert lib.gm_conn_write_capacity(c) == 16384
+
+
+def test_out_and_write_share_one_queue(pair):
+    # A connection may be written by the socket path after a transport took some bytes.
+    c, _, peer = pair
+    queue_requests(c)
+    lib.gm_conn_out_consume(c, 20)
+    assert lib.gm_conn_write(c) == 0
+    assert recv_exact(peer, len(OUT_WIRE) - 20) == OUT_WIRE[20:]
+    assert out(c)[1] == 0

@@ -2,6 +2,9 @@
 PROTOCOL.md, and the libev it runs against is the one it was built for."""
 from __future__ import annotations
 
+import os
+import re
+
 import pytest
 
 import gearman_ev
@@ -82,3 +85,19 @@ def test_header_size():
 def test_max_packet():
     assert lib.GM_MAX_PACKET == 256 * 1024 * 1024  # API.md section 3: 256 MiB
     assert gearman_ev.MAX_PACKET == lib.GM_MAX_PACKET
+
+
+def test_error_codes_are_distinct_and_each_says_when():
+    # Python maps each code to one message: two failures must never share a value, and each
+    # code's comment in gm_proto.h says when it happens.
+    names = sorted(n for n in dir(lib) if n.startswith("GM_E_"))
+    values = [getattr(lib, n) for n in names]
+    assert len(set(values)) == len(values)
+    assert all(v < 0 for v in values) and lib.GM_OK == 0
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "csrc", "gm_proto.h")) as f:
+        header = f.read()
+    defined = re.findall(r"^#define (GM_E_\w+) \((-\d+)\) +/\* (\S.*\S) \*/$", header, re.M)
+    assert sorted(name for name, _, _ in defined) == names  # every code reaches Python
+    assert all(getattr(lib, name) == int(value) for name, value, _ in defined)
+    assert header.count("#define GM_E_") == len(defined)  # none without its comment

@@ -13,6 +13,8 @@ from tests import refproto
 from tests.refproto import encode_response as res
 
 NONE, LINE, BLOCK = lib.GM_TEXT_NONE, lib.GM_TEXT_LINE, lib.GM_TEXT_BLOCK
+MARKED = lib.GM_TEXT_MARKED
+TEXT_MODES = [LINE, BLOCK, MARKED]
 ERRORS = {"bad_magic": lib.GM_E_BAD_MAGIC, "too_large": lib.GM_E_RESPONSE_TOO_LARGE,
           "unexpected_text": lib.GM_E_UNEXPECTED_TEXT}
 FUZZ = settings(max_examples=300, deadline=None)
@@ -260,9 +262,11 @@ def test_text_line_takes_one_line_only():
     assert c_parse(wire, LINE) == ([(0, [b"OK 1"]), (0, [b"OK 2"]), (10, [])], len(wire), None)
 
 
-@pytest.mark.parametrize("mode", [LINE, BLOCK])
+@pytest.mark.parametrize("mode", TEXT_MODES)
 def test_text_incomplete(mode):
-    for wire in [b"OK", b"OK\r", b"f\t1\t0\t1\n", b"f\t1\t0\t1\n.", b"f\n.\r"]:
+    marked_only = [b"u\n.\n", b"u\n.\r\n", b".\n"]  # complete blocks; MARKED waits for the NUL
+    for wire in [b"OK", b"OK\r", b"f\t1\t0\t1\n", b"f\t1\t0\t1\n.", b"f\n.\r", b"ERR x\r\n",
+                 b"a\0b\n", *(marked_only if mode == MARKED else [])]:
         if mode == LINE and b"\n" in wire:
             continue
         assert c_parse(wire, mode) == ([], 0, None), wire
@@ -279,9 +283,9 @@ STATUS_CRLF = b"reverse\t2\t1\t3\r\nsum\t0\t0\t1\r\n.\r\n"
     (b".\r\n", b""),
     (b"\n\n.\n", b"\n\n"),  # "show unique jobs": jobs without a unique are empty lines
     (b"..\n.x\n .\n.\n", b"..\n.x\n .\n"),  # only a line that is exactly "." ends it
-    (b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n", b"ERR UNKNOWN_SHOW_ARGUMENTS"),  # one-line failure
-    (b"ERR\n.\n", b"ERR\n"),  # "ERR" without its space is ordinary content
-    (b"x\nERR y\n.\n", b"x\nERR y\n"),  # ERR counts only on the first line
+    (b"ERR\n.\n", b"ERR\n"),
+    (b"x\nERR y\n.\n", b"x\nERR y\n"),
+    (b"ERR x\n.\n", b"ERR x\n"),  # a first "ERR " line is data too (see below)
 ])
 def test_text_block(wire, reply):
     assert c_parse(wire, BLOCK) == ([(0, [reply])], len(wire), None)
@@ -294,7 +298,7 @@ def test_text_block_then_binary_then_block():
     assert c_parse(wire, BLOCK) == (want, len(wire), None)
 
 
-TEXT_STREAM = STATUS_CRLF + res(6) + b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n" + b".\n" + STATUS_LF
+TEXT_STREAM = STATUS_CRLF + res(6) + b"ERR x\r\n.\r\n" + b".\n" + STATUS_LF
 
 
 @pytest.mark.parametrize("cut", range(1, len(TEXT_STREAM)))
@@ -323,8 +327,171 @@ def test_text_without_line_end_over_max_packet():
 
 
 def test_text_modes_match_header():
-    assert (NONE, LINE, BLOCK) == (refproto.TEXT_NONE, refproto.TEXT_LINE, refproto.TEXT_BLOCK)
+    assert (NONE, LINE, BLOCK, MARKED) == (refproto.TEXT_NONE, refproto.TEXT_LINE,
+                                           refproto.TEXT_BLOCK, refproto.TEXT_MARKED)
+    assert len({NONE, *TEXT_MODES}) == 4
     assert lib.GM_CMD_TEXT == refproto.TEXT == 0
+
+
+# ===== Every way of feeding one input (STYLE.md 5) =====
+
+GARBAGE = [b"\0", b"\0RE", b"\0REQ" + b"\0" * 8, b"\0RES\0\0\0\x06\xff\xff\xff\xff", b"x", b"\n",
+           b".\n", b"\n\0", b"ERR x\r\n"]
+
+
+def check_every_way(wire, mode, want):
+    """wire decodes to want (refproto's answer too) fed whole, one byte at a time and split at
+    every offset; with trailing garbage, want still comes first and the rest matches refproto."""
+    assert refproto.decode(wire, mode) == want
+    assert c_parse(wire, mode) == (want, len(wire), None)
+    assert feed([wire[i:i + 1] for i in range(len(wire))], mode) == (want, None)
+    for cut in range(1, len(wire)):
+        assert feed([wire[:cut], wire[cut:]], mode) == (want, None), cut
+    for tail in GARBAGE:
+        got = c_parse(wire + tail, mode)
+        assert got == ref_parse(wire + tail, mode), tail
+        assert got[0][:len(want)] == want and got[1] >= len(wire), tail
+
+
+# ===== Block replies: a first "ERR " line is data (PROTOCOL.md 7) =====
+
+@pytest.mark.parametrize("wire, text", [
+    (b"ERR x\n.\n", b"ERR x\n"),  # "show unique jobs" listing a unique "ERR x"
+    (b"ERR x\r\nu2\r\n.\r\n", b"ERR x\r\nu2\r\n"),
+    (b"ERR UNKNOWN_COMMAND x\n\n.\n", b"ERR UNKNOWN_COMMAND x\n\n"),
+    (b"ERR \n.\n", b"ERR \n"),
+    (b"ERR x\t1\t0\t1\nf\t0\t0\t1\n.\n", b"ERR x\t1\t0\t1\nf\t0\t0\t1\n"),  # "status", "ERR x"
+])
+def test_block_first_line_err_is_data(wire, text):
+    # Block commands never answer with ERR: the reply runs to its "." line, whatever its first.
+    check_every_way(wire + res(6), BLOCK, [(0, [text]), (6, [])])
+
+
+def test_block_err_line_alone_waits_for_the_dot():
+    wire = b"ERR x\r\n"
+    assert c_parse(wire, BLOCK) == ([], 0, None)
+    assert c_parse(wire + b".\n", BLOCK) == ([(0, [wire])], len(wire) + 2, None)
+    assert c_parse(wire, LINE) == ([(0, [b"ERR x"])], len(wire), None)  # LINE is unchanged
+
+
+# ===== Marked replies: "show unique jobs" + ECHO_REQ (PROTOCOL.md 7) =====
+
+MARKER = res(17, b"")  # the ECHO_RES answering the ECHO_REQ sent right behind the command
+
+
+@pytest.mark.parametrize("text", [
+    b".\n",  # empty listing
+    b".\r\n",
+    b".\n.\n",  # a unique "." (gearmand#290): its line is no terminator here
+    b"u1\n.\nu2\n.\n",
+    b"ERR x\n.\n",  # a unique "ERR x"
+    b"ERR x\r\n.\r\n",
+    b"u1\r\nu2\r\n.\r\n",  # CRLF
+    b"\n\nu\n.\n",  # jobs without a unique give empty lines
+    b"a\0b\n.\n",  # a NUL inside a line is no marker: only one at a line start is
+    b"u\n.\nno final line end",  # hostile: no "\n" right before the marker (see below)
+], ids=repr)
+def test_marked_runs_to_the_marker(text):
+    if not text.endswith(b"\n"):
+        text += b"\n"
+    check_every_way(text + MARKER, MARKED, [(0, [text]), (17, [b""])])
+
+
+def test_marked_then_more_packets():
+    wire = b"u\n.\n" + res(17, b"m\0x") + res(6) + b".\n" + MARKER + res(13, b"H:1", b"r")
+    want = [(0, [b"u\n.\n"]), (17, [b"m\0x"]), (6, []), (0, [b".\n"]), (17, [b""]),
+            (13, [b"H:1", b"r"])]
+    check_every_way(wire, MARKED, want)
+
+
+def test_marked_waits_for_the_nul_and_leaves_it():
+    text = b"u1\n.\n"
+    parser, pkt, need = new_parser(), ffi.new("gm_packet_t *"), ffi.new("size_t *")
+    for have in range(1, len(text) + 1):
+        assert lib.gm_parse_next(parser, text, have, MARKED, pkt, need) == 0
+        assert need[0] == 0
+    wire = text + b"\0"
+    assert lib.gm_parse_next(parser, wire, len(wire), MARKED, pkt, need) == len(text)
+    assert message(pkt) == (lib.GM_CMD_TEXT, [text])  # the NUL starts the next message
+    assert c_parse(text + b"\0RE", MARKED) == ([(0, [text])], len(text), None)
+
+
+def test_marked_nul_inside_a_line_does_not_end_it():
+    wire = b"u" + MARKER  # the marker's NUL is not at a line start: still text
+    assert c_parse(wire, MARKED) == ([], 0, None) == ref_parse(wire, MARKED)
+    wire += b"\n" + MARKER
+    assert c_parse(wire, MARKED) == ([(0, [b"u" + MARKER + b"\n"]), (17, [b""])], len(wire), None)
+
+
+@pytest.mark.parametrize("mode", TEXT_MODES)
+def test_text_message_over_max_packet_is_refused_even_whole(mode):
+    # The cap holds for the whole message, so the verdict does not depend on how it was cut.
+    text_end = {LINE: b"\n", BLOCK: b"\n.\n", MARKED: b"\n"}[mode]
+    after = MARKER if mode == MARKED else b""
+    fits = b"x" * (lib.GM_MAX_PACKET - len(text_end)) + text_end + after
+    out, used, err = c_parse(fits, mode)
+    assert (err, used, len(out)) == (None, len(fits), 2 if after else 1)
+    over = b"x" + fits
+    assert c_parse(over, mode) == ([], 0, lib.GM_E_RESPONSE_TOO_LARGE) == ref_parse(over, mode)
+
+
+# ===== The search of a pending text reply is O(n) =====
+
+@pytest.mark.parametrize("mode", TEXT_MODES)
+def test_long_partial_line_is_searched_once(mode):
+    # A server dripping one long line: each call resumes where the last stopped, so the
+    # total search is O(n), not O(n) per call (O(n^2) over the reads).
+    wire = b"y" * 20_000
+    parser, pkt, need = new_parser(), ffi.new("gm_packet_t *"), ffi.new("size_t *")
+    for have in range(1, len(wire) + 1, 997):
+        assert lib.gm_parse_next(parser, wire, have, mode, pkt, need) == 0
+        assert (parser.text_scan, parser.text_line) == (have, 0)
+
+
+@pytest.mark.parametrize("mode", [BLOCK, MARKED])
+def test_block_search_resumes_inside_the_unfinished_line(mode):
+    wire = b"f\t1\t0\t1\n" * 50 + b"g" * 3000
+    parser, pkt, need = new_parser(), ffi.new("gm_packet_t *"), ffi.new("size_t *")
+    for have in range(1, len(wire) + 1, 101):
+        assert lib.gm_parse_next(parser, wire, have, mode, pkt, need) == 0
+        assert parser.text_scan == have
+        assert parser.text_line == wire.rfind(b"\n", 0, have) + 1  # the unfinished line's start
+
+
+@pytest.mark.parametrize("mode", TEXT_MODES)
+def test_searched_bytes_are_not_searched_again(mode):
+    # Plant a terminator among bytes already searched (against the caller's contract, on
+    # purpose): a decoder that searched them again would end the reply there.
+    plant = {LINE: b"\n", BLOCK: b"\n.\n", MARKED: b"\n\0"}[mode]
+    wire = bytearray(b"y" * 1000)
+    parser, pkt, need = new_parser(), ffi.new("gm_packet_t *"), ffi.new("size_t *")
+    assert lib.gm_parse_next(parser, ffi.from_buffer(wire), len(wire), mode, pkt, need) == 0
+    wire[500:500 + len(plant)] = plant
+    wire += b"yy"
+    assert lib.gm_parse_next(parser, ffi.from_buffer(wire), len(wire), mode, pkt, need) == 0
+    assert parser.text_scan == len(wire)
+    wire += {LINE: b"\n", BLOCK: b"\n.\n", MARKED: b"\n" + MARKER}[mode]
+    size = len(wire) - (len(MARKER) if mode == MARKED else 0)
+    assert lib.gm_parse_next(parser, ffi.from_buffer(wire), len(wire), mode, pkt, need) == size
+    arg = {LINE: wire[:-1], BLOCK: wire[:-2], MARKED: wire[:size]}[mode]
+    assert message(pkt) == (lib.GM_CMD_TEXT, [bytes(arg)])  # the planted bytes are inside
+    assert (parser.text_scan, parser.text_line) == (0, 0)  # a finished reply starts afresh
+
+
+def test_text_search_restarts_when_marked_becomes_block():
+    p, pkt, need = new_parser(), ffi.new("gm_packet_t *"), ffi.new("size_t *")
+    assert lib.gm_parse_next(p, b"u\n.\n", 4, MARKED, pkt, need) == 0
+    assert (p.text_scan, p.text_line) == (4, 4)
+    assert lib.gm_parse_next(p, b"u\n.\n", 4, BLOCK, pkt, need) == 4
+    assert message(pkt) == (lib.GM_CMD_TEXT, [b"u\n"])
+
+
+def test_fewer_bytes_than_searched_start_afresh():
+    # Against the contract, but every read must stay inside the bytes given.
+    p, pkt, need = new_parser(), ffi.new("gm_packet_t *"), ffi.new("size_t *")
+    assert lib.gm_parse_next(p, b"abcdef", 6, LINE, pkt, need) == 0
+    assert lib.gm_parse_next(p, b"ab\n", 3, LINE, pkt, need) == 3
+    assert message(pkt) == (lib.GM_CMD_TEXT, [b"ab"])
 
 
 # ===== Property-based: the C decoder against the oracle =====
@@ -347,18 +514,23 @@ def text_line():
 
 def text_reply(mode):
     ending = st.sampled_from([b"\n", b"\r\n"])
-    first = st.tuples(text_line(), ending).map(lambda t: t[0] + t[1])
+    line = st.tuples(text_line(), ending).map(lambda t: t[0] + t[1])
     if mode == LINE:
-        return first.filter(lambda w: w[0] != 0)
-    body = st.lists(st.tuples(text_line(), ending).map(lambda t: t[0] + t[1]), max_size=4)
+        return line.filter(lambda w: w[0] != 0)
+    if mode == MARKED:
+        # Any lines, "." ones included, none starting with NUL; the marker's ECHO_RES (or any
+        # binary reply: the decoder only looks for its NUL) right behind.
+        body = st.lists(line.filter(lambda w: w[0] != 0), max_size=4)
+        return st.tuples(body, ending, responses()).map(
+            lambda t: b"".join(t[0]) + b"." + t[1] + t[2])
+    body = st.lists(line, max_size=4)
     return st.tuples(body, ending).map(lambda t: b"".join(t[0]) + b"." + t[1]).filter(
-        lambda w: w[0] != 0 and not w.startswith(b"ERR ")
-        and all(line.rstrip(b"\r") != b"." for line in w.split(b"\n")[:-2]))
+        lambda w: w[0] != 0 and all(ln.rstrip(b"\r") != b"." for ln in w.split(b"\n")[:-2]))
 
 
 @st.composite
 def streams(draw):
-    mode = draw(st.sampled_from([NONE, LINE, BLOCK]))
+    mode = draw(st.sampled_from([NONE, *TEXT_MODES]))
     item = responses() if mode == NONE else st.one_of(responses(), text_reply(mode))
     return mode, b"".join(draw(st.lists(item, max_size=8)))
 
@@ -384,7 +556,7 @@ def test_random_bytes_after_a_valid_prefix(mode_wire, tail):
 
 
 @FUZZ
-@given(st.binary(max_size=200), st.sampled_from([NONE, LINE, BLOCK]))
+@given(st.binary(max_size=200), st.sampled_from([NONE, *TEXT_MODES]))
 def test_random_garbage(wire, mode):
     got = c_parse(wire, mode)
     assert got == ref_parse(wire, mode)
@@ -392,7 +564,7 @@ def test_random_garbage(wire, mode):
 
 
 @FUZZ
-@given(st.binary(max_size=120), st.sampled_from([NONE, LINE, BLOCK]))
+@given(st.binary(max_size=120), st.sampled_from([NONE, *TEXT_MODES]))
 def test_random_garbage_behind_a_binary_looking_header(body, mode):
     # Garbage is mostly refused at byte 1; a valid magic and a small length get deeper.
     wire = struct.pack(">4sII", b"\0RES", body[0] if body else 0, len(body) // 2) + body

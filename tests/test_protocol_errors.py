@@ -218,7 +218,6 @@ ADMIN = [  # command, what gearmand 1.1 may send, the (result, err) it becomes
     ("show unique jobs", b"\r\nu1\n.\n", ("\nu1\n", None)),
     ("nope", b"ERR UNKNOWN_COMMAND Unknown+server+commandnope\r\n",
      (None, "ERR UNKNOWN_COMMAND Unknown+server+commandnope")),
-    ("status", b"ERR SOMETHING went+wrong\r\n", (None, "ERR SOMETHING went+wrong")),
 ]
 
 
