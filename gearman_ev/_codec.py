@@ -27,6 +27,7 @@ next_packet = lib.gm_conn_next
 unpack = ffi.unpack
 write_pending = lib.gm_conn_write_pending
 reset = lib.gm_conn_reset
+feed = lib.gm_conn_feed
 read_capacity = lib.gm_conn_read_capacity
 write_capacity = lib.gm_conn_write_capacity
 
@@ -62,6 +63,7 @@ _CODES: dict[int, tuple[type, str]] = {
     lib.GM_E_EOF: (errors.GearmanError, errors.CONNECTION_CLOSED),
     lib.GM_E_READ: (errors.GearmanError, "read error"),
     lib.GM_E_WRITE: (errors.GearmanError, "write error"),
+    lib.GM_E_BACKLOG: (errors.GearmanError, "read backlog full (bytes fed without draining)"),
 }
 
 
@@ -94,6 +96,19 @@ def new_conn() -> Any:
 
 
 free_conn = lib.gm_conn_free
+
+
+_out_ptr = ffi.new("const char **")
+
+
+def take_output(c: Any) -> bytes:
+    """Every unsent byte of the write buffer, as bytes, removed from it."""
+    n = lib.gm_conn_out(c, _out_ptr)
+    if not n:
+        return b""
+    data = ffi.buffer(_out_ptr[0], n)[:]
+    lib.gm_conn_out_consume(c, n)
+    return data
 
 
 def new_packet() -> Any:

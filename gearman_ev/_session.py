@@ -614,6 +614,24 @@ class Session:
             # needs no re-arm: the timer fires early once and re-arms.
             self._command_at = self._driver.now() + self.command_timeout if pending else 0.0
 
+    def feed(self, data: bytes) -> None:
+        """Driver: bytes from a transport the codec does not read itself
+        (asyncio, a TLS memory BIO); match and dispatch what they complete."""
+        if self.state != CONNECTED or not data:
+            return
+        rc = _codec.feed(self.c, data, len(data))
+        if rc < 0:
+            self._drop(_codec.message(rc))
+            return
+        self.receive()
+
+    def take_output(self) -> bytes:
+        """Driver: every byte queued to send, removed from the codec; the
+        driver hands it to its transport (and reports ``written(0)``)."""
+        if self.c == NULL:
+            return b""
+        return _codec.take_output(self.c)
+
     def _pop(self, cmd: int) -> Optional[Entry]:
         """The FIFO head answered by reply ``cmd``; a mismatch is a protocol
         error (and None)."""

@@ -215,7 +215,8 @@ ADMIN = [  # command, what gearmand 1.1 may send, the (result, err) it becomes
     ("status", b"fn\t1\t0\t0\r\ngn\t0\t0\t1\n.\r\n", ("fn\t1\t0\t0\ngn\t0\t0\t1\n", None)),
     ("workers", b"30 127.0.0.1 - : fn\r\n.\n", ("30 127.0.0.1 - : fn\n", None)),
     ("show jobs", b".\r\n", ("", None)),
-    ("show unique jobs", b"\r\nu1\n.\n", ("\nu1\n", None)),
+    # An ECHO marker follows "show unique jobs": its reply ends the listing.
+    ("show unique jobs", b"\r\nu1\n.\n" + res(ECHO_RES, b""), ("\nu1\n", None)),
     ("nope", b"ERR UNKNOWN_COMMAND Unknown+server+commandnope\r\n",
      (None, "ERR UNKNOWN_COMMAND Unknown+server+commandnope")),
 ]
@@ -223,7 +224,8 @@ ADMIN = [  # command, what gearmand 1.1 may send, the (result, err) it becomes
 
 @pytest.mark.parametrize("split", ["whole", "bytewise"])
 def test_admin_text_in_mixed_line_endings(loop, fake_server, split):  # noqa: F811
-    sent = b"".join(cmd.encode() + b"\r\n" for cmd, _, _ in ADMIN) + req(16, b"after")
+    sent = b"".join(cmd.encode() + b"\r\n" + (req(16, b"") if cmd == "show unique jobs" else b"")
+                    for cmd, _, _ in ADMIN) + req(16, b"after")
     replies = b"".join(wire for _, wire, _ in ADMIN) + res(ECHO_RES, b"after")
     if split == "whole":
         steps = [("send", replies)]

@@ -294,3 +294,21 @@ def test_high_water_refuses_then_drains(loop):
         g.submit_job_bg("f", b"after")  # accepted again
     finally:
         srv.close()
+
+
+# ===== Admin text that looks like framing =====
+
+@pytest.mark.parametrize("keys", [[".", "plain"], ["ERR x", "plain"], ["plain", ".", "ERR y"]])
+def test_show_unique_jobs_with_keys_that_look_like_framing(loop, new, fname, keys):
+    g = new()
+    for i, key in enumerate(keys):
+        key = f"{key}" if key in (".", "ERR x", "ERR y") else f"{key}-{fname[-40:]}"
+        assert ask(loop, g.submit_job_bg, fname, b"w", unique=key)[1] is None
+    text, err = ask(loop, g.admin, "show unique jobs")
+    assert err is None
+    lines = text.split("\n")
+    for key in keys:
+        want = key if key in (".", "ERR x", "ERR y") else f"{key}-{fname[-40:]}"
+        assert want in lines, (want, text)
+    assert ask(loop, g.echo, b"still in sync") == (b"still in sync", None)
+    assert g.is_connected
