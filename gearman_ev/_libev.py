@@ -148,6 +148,9 @@ class LibevDriver:
     def close(self, flush: bool) -> None:
         for w in (self._rio, self._wio, self._flusher, self._soon):
             w.stop()
+        session = self._session()
+        if session is not None:
+            session.flush_asked = False
         self._addrinfos = []
         sock, self._sock = self._sock, None
         if sock is not None:
@@ -249,8 +252,10 @@ class LibevDriver:
     def _on_prepare(self, watcher: Any, revents: int) -> None:
         watcher.stop()
         session = self._session()
-        if session is None or self._sock is None or self._connecting \
-                or self._wio._handle is not None:
+        if session is None:
+            return
+        session.flush_asked = False
+        if self._sock is None or self._connecting or self._wio._handle is not None:
             return  # not connected yet, or already waiting for writability
         left = _write(session.c)
         if left > 0:
@@ -258,7 +263,8 @@ class LibevDriver:
         elif left < 0:
             session.connection_lost(_codec.message(left, session.c.err_no))
             return
-        session.written(left)
+        if left or session._unsent:
+            session.written(left)
 
     def _on_writable(self, watcher: Any, revents: int) -> None:
         if self._connecting:

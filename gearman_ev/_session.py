@@ -236,6 +236,7 @@ class Session:
         self._job_seq = 0
         self._live_deadlines = 0
         self._armed = 0.0            # the deadline the driver's timer is set to, 0 = none
+        self.flush_asked = False     # the driver was asked to flush and has not yet
         # Worker state: abilities and work() belong to the object, not the
         # connection; the grab counters to the connection.
         self.abilities: Dict[bytes, Ability] = {}
@@ -313,7 +314,7 @@ class Session:
         waiting, self._waiting = self._waiting, collections.deque()
         for cmd, args, entry in waiting:
             self._pack(cmd, args, entry)
-        self._driver.flush_soon()
+        self._flush_soon()
         self._rearm()
         epoch = self.epoch
         if self.on_connect is not None:
@@ -505,7 +506,7 @@ class Session:
             if self._unsent > self.high_water and self.high_water:
                 self._check_room()
             self._pack(cmd, args, entry)
-            self._driver.flush_soon()
+            self._flush_soon()
         elif state != DISCONNECTED:
             # Held past this call: snapshot the caller's buffers (API.md 9).
             args = _snapshot(args)
@@ -521,15 +522,25 @@ class Session:
             return
         if self._unsent > self.high_water and self.high_water:
             self._check_room()
-        rc = pack4(self.c, cmd, 3, a0, len(a0), a1, len(a1), a2, len(a2), NULL, 0)
+        l0, l1, l2 = len(a0), len(a1), len(a2)
+        rc = pack4(self.c, cmd, 3, a0, l0, a1, l1, a2, l2, NULL, 0)
         if rc != 0:
             _codec.ensure(rc)
-        self._unsent += 14 + len(a0) + len(a1) + len(a2)
+        self._unsent += 14 + l0 + l1 + l2
         pending = self._pending
         if not pending and self.command_timeout:
             self._start_command_clock()
         pending.append(entry)
-        self._driver.flush_soon()
+        if not self.flush_asked:
+            self.flush_asked = True
+            self._driver.flush_soon()
+
+    def _flush_soon(self) -> None:
+        # Asked once per loop iteration: the driver clears ``flush_asked``
+        # when it flushes.
+        if not self.flush_asked:
+            self.flush_asked = True
+            self._driver.flush_soon()
 
     def _check_room(self) -> None:
         """The estimate passed high_water: ask the codec, refuse if so."""
@@ -930,12 +941,12 @@ class Session:
             self.abilities.pop(func, None)
             if self.state == CONNECTED:
                 self._pack(CMD.CANT_DO, (func,), None)
-                self._driver.flush_soon()
+                self._flush_soon()
             return
         self.abilities[func] = ability
         if self.state == CONNECTED:
             self._pack_ability(func, ability)
-            self._driver.flush_soon()
+            self._flush_soon()
             # gearmand sends no NOOP for jobs already queued for a new ability:
             # a sleeping worker loop grabs at once instead of on the re-grab timer.
             self._wake()
@@ -950,13 +961,13 @@ class Session:
         self.abilities.clear()
         if self.state == CONNECTED:
             self._pack(CMD.RESET_ABILITIES, (), None)
-            self._driver.flush_soon()
+            self._flush_soon()
 
     def set_client_id(self, client_id: bytes) -> None:
         self.client_id = client_id
         if self.state == CONNECTED:
             self._pack(CMD.SET_CLIENT_ID, (client_id,), None)
-            self._driver.flush_soon()
+            self._flush_soon()
 
     def all_yours(self, cb: Callback) -> None:
         # An ECHO behind it tells silence from a late ERROR.
@@ -1003,13 +1014,13 @@ class Session:
             self._pack(cmd, (), Entry(K_GRAB_MANAGED, None))
             sent = True
         if sent:
-            self._driver.flush_soon()
+            self._flush_soon()
 
     def _go_to_sleep(self) -> None:
         self._sleeping = True
         self._slept_at = now = self._driver.now()
         self._pack(CMD.PRE_SLEEP, (), None)
-        self._driver.flush_soon()
+        self._flush_soon()
         self._regrab_at = now + REGRAB_INTERVAL
         self._rearm()
         if self._on_idle is not None:
@@ -1079,7 +1090,7 @@ class Session:
             log.error("gearman_ev: no callback registered for %r; failing job %r",
                       function.decode("utf-8", "replace"), handle.decode("utf-8", "replace"))
             self._pack(CMD.WORK_FAIL, (handle,), None)
-            self._driver.flush_soon()
+            self._flush_soon()
         elif ability.async_:
             self._in_flight += 1
             self._call(ability.callback,
@@ -1122,7 +1133,7 @@ class Session:
         if epoch != self.epoch or self.state != CONNECTED:
             raise errors.GearmanError(errors.STALE_JOB)
         self._pack(cmd, args, None)
-        self._driver.flush_soon()
+        self._flush_soon()
 
     def job_done(self, counted: bool) -> None:
         """A job sent its terminal packet: an async one frees a slot."""
