@@ -35,16 +35,58 @@ write_capacity = lib.gm_conn_write_capacity
 class CMD:
     """Packet types by their protocol names (GM_CMD_SUBMIT_JOB -> CMD.SUBMIT_JOB)."""
 
-
-for _name in dir(lib):
-    if _name.startswith("GM_CMD_"):
-        setattr(CMD, _name[len("GM_CMD_"):], getattr(lib, _name))
-del _name
+    TEXT: int = lib.GM_CMD_TEXT
+    CAN_DO: int = lib.GM_CMD_CAN_DO
+    CANT_DO: int = lib.GM_CMD_CANT_DO
+    RESET_ABILITIES: int = lib.GM_CMD_RESET_ABILITIES
+    PRE_SLEEP: int = lib.GM_CMD_PRE_SLEEP
+    NOOP: int = lib.GM_CMD_NOOP
+    SUBMIT_JOB: int = lib.GM_CMD_SUBMIT_JOB
+    JOB_CREATED: int = lib.GM_CMD_JOB_CREATED
+    GRAB_JOB: int = lib.GM_CMD_GRAB_JOB
+    NO_JOB: int = lib.GM_CMD_NO_JOB
+    JOB_ASSIGN: int = lib.GM_CMD_JOB_ASSIGN
+    WORK_STATUS: int = lib.GM_CMD_WORK_STATUS
+    WORK_COMPLETE: int = lib.GM_CMD_WORK_COMPLETE
+    WORK_FAIL: int = lib.GM_CMD_WORK_FAIL
+    GET_STATUS: int = lib.GM_CMD_GET_STATUS
+    ECHO_REQ: int = lib.GM_CMD_ECHO_REQ
+    ECHO_RES: int = lib.GM_CMD_ECHO_RES
+    SUBMIT_JOB_BG: int = lib.GM_CMD_SUBMIT_JOB_BG
+    ERROR: int = lib.GM_CMD_ERROR
+    STATUS_RES: int = lib.GM_CMD_STATUS_RES
+    SUBMIT_JOB_HIGH: int = lib.GM_CMD_SUBMIT_JOB_HIGH
+    SET_CLIENT_ID: int = lib.GM_CMD_SET_CLIENT_ID
+    CAN_DO_TIMEOUT: int = lib.GM_CMD_CAN_DO_TIMEOUT
+    ALL_YOURS: int = lib.GM_CMD_ALL_YOURS
+    WORK_EXCEPTION: int = lib.GM_CMD_WORK_EXCEPTION
+    OPTION_REQ: int = lib.GM_CMD_OPTION_REQ
+    OPTION_RES: int = lib.GM_CMD_OPTION_RES
+    WORK_DATA: int = lib.GM_CMD_WORK_DATA
+    WORK_WARNING: int = lib.GM_CMD_WORK_WARNING
+    GRAB_JOB_UNIQ: int = lib.GM_CMD_GRAB_JOB_UNIQ
+    JOB_ASSIGN_UNIQ: int = lib.GM_CMD_JOB_ASSIGN_UNIQ
+    SUBMIT_JOB_HIGH_BG: int = lib.GM_CMD_SUBMIT_JOB_HIGH_BG
+    SUBMIT_JOB_LOW: int = lib.GM_CMD_SUBMIT_JOB_LOW
+    SUBMIT_JOB_LOW_BG: int = lib.GM_CMD_SUBMIT_JOB_LOW_BG
+    SUBMIT_JOB_SCHED: int = lib.GM_CMD_SUBMIT_JOB_SCHED
+    SUBMIT_JOB_EPOCH: int = lib.GM_CMD_SUBMIT_JOB_EPOCH
+    SUBMIT_REDUCE_JOB: int = lib.GM_CMD_SUBMIT_REDUCE_JOB
+    SUBMIT_REDUCE_JOB_BACKGROUND: int = lib.GM_CMD_SUBMIT_REDUCE_JOB_BACKGROUND
+    GRAB_JOB_ALL: int = lib.GM_CMD_GRAB_JOB_ALL
+    JOB_ASSIGN_ALL: int = lib.GM_CMD_JOB_ASSIGN_ALL
+    GET_STATUS_UNIQUE: int = lib.GM_CMD_GET_STATUS_UNIQUE
+    MAX: int = lib.GM_CMD_MAX
+    STATUS_RES_UNIQUE: int = lib.GM_CMD_STATUS_RES_UNIQUE
+    INVALID: int = lib.GM_CMD_INVALID
 
 
 def snapshot(value: Any) -> bytes:
     """A char[] view of a caller's buffer (see _args.payload) as bytes of its own."""
-    return ffi.buffer(value)[:] if isinstance(value, ffi.CData) else bytes(value)
+    if isinstance(value, ffi.CData):
+        copied: bytes = ffi.buffer(value)[:]
+        return copied
+    return bytes(value)
 
 TEXT_LINE = lib.GM_TEXT_LINE
 TEXT_BLOCK = lib.GM_TEXT_BLOCK
@@ -106,7 +148,7 @@ def take_output(c: Any) -> bytes:
     n = lib.gm_conn_out(c, _out_ptr)
     if not n:
         return b""
-    data = ffi.buffer(_out_ptr[0], n)[:]
+    data: bytes = ffi.buffer(_out_ptr[0], n)[:]
     lib.gm_conn_out_consume(c, n)
     return data
 

@@ -35,7 +35,7 @@ Calls a driver makes (the session's side): ``connection_made(fd)``,
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol, Tuple
 
 __all__ = ["Driver"]
 
@@ -49,7 +49,7 @@ class Driver(Protocol):
 
     def set_deadline(self, when: float) -> None: ...
 
-    def open(self, address: tuple) -> None: ...
+    def open(self, address: Tuple[Any, ...]) -> None: ...
 
     def close(self, flush: bool) -> None: ...
 

@@ -127,7 +127,7 @@ class LibevDriver:
         if owner is not None and owner != _get_ident():
             raise errors.GearmanError(errors.WRONG_THREAD)
 
-    def open(self, address: tuple) -> None:
+    def open(self, address: Tuple[Any, ...]) -> None:
         self._failure = None
         if address[0] == "unix":
             path = address[1]

@@ -201,7 +201,7 @@ class Session:
         self.state = DISCONNECTED
         self.epoch = 0              # bumped on every drop: stale jobs and callbacks check it
         self.closed = False
-        self.address: Optional[tuple] = None   # ("tcp", host, port) or ("unix", path)
+        self.address: Optional[Tuple[Any, ...]] = None   # ("tcp", host, port) or ("unix", path)
         self._pending: Deque[Entry] = collections.deque()
         self._waiting: Deque[Tuple[Any, Any, Optional[Entry]]] = collections.deque()
         self._active: Dict[bytes, Any] = {}  # handle -> Submission, or Attached if coalesced
@@ -285,7 +285,7 @@ class Session:
 
     # ===== Connecting (the driver does the I/O) =====
 
-    def connect(self, address: tuple) -> None:
+    def connect(self, address: Tuple[Any, ...]) -> None:
         """Start connecting to ``address``; cancels a pending reconnect."""
         self.check_usable()
         if self.state in (CONNECTING, CONNECTED):
@@ -848,11 +848,11 @@ class Session:
         pending = self._pending
         if pending and pending[0].kind == K_ALL_YOURS:
             # No ERROR came before the marker's echo: ALL_YOURS was taken silently.
-            entry = pending.popleft()
+            yours = pending.popleft()
             if pending and pending[0].kind == K_MARKER:
                 pending.popleft()  # this very echo answers the marker
-            if entry.cb is not None:
-                self._call(entry.cb, True, None)
+            if yours.cb is not None:
+                self._call(yours.cb, True, None)
             return
         entry = self._pop(CMD.ECHO_RES)
         if entry is None or entry.kind == K_MARKER:
@@ -1102,16 +1102,16 @@ class Session:
             self._grab_more()
 
     def _run_sync(self, callback: Callable[..., Any], job: Any) -> None:
+        failure: Optional[BaseException] = None
+        result: Any = None
         try:
             result = callback(job)
         except (KeyboardInterrupt, SystemExit) as exc:
             self._driver.park(exc)
-            result, failure = None, exc
+            failure = exc
         except Exception as exc:  # noqa: BLE001 - reported as the job's failure
             log.exception("gearman_ev: worker callback for %r raised", job.function)
-            result, failure = None, exc
-        else:
-            failure = None
+            failure = exc
         if job.finished or job.epoch != self.epoch or self.closed:
             return  # finished by the callback itself, or its connection is gone
         try:
@@ -1183,7 +1183,8 @@ def _snapshot(args: Any) -> Any:
 
 
 def _text(pkt: Any, i: int) -> str:
-    return unpack(pkt.arg[i], pkt.len[i]).decode("utf-8", "surrogateescape")
+    raw: bytes = unpack(pkt.arg[i], pkt.len[i])
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _status(pkt: Any, key_name: str) -> Dict[str, Any]:
