@@ -114,6 +114,13 @@ def main(outdir):
         save("job_assign_all", ask(worker, req("GRAB_JOB_ALL")))
         # An unsolicited ERROR JOB_NOT_FOUND for a handle this worker never had.
         save("error_job_not_found", ask(worker, req("WORK_COMPLETE", "H:t:999", "r")))
+        # "show unique jobs" with the ECHO_REQ a session sends right behind it
+        # (GM_TEXT_MARKED), over uniques that trap a "." terminator or an "ERR "
+        # check: a unique "." and one "ERR x" (PROTOCOL.md 7).
+        ask(client, req("SUBMIT_JOB_BG", "fz-marked", ".", "a"),
+            req("SUBMIT_JOB_BG", "fz-marked", "ERR x", "b"))
+        save("text_show_unique_marked",
+             ask(client, b"show unique jobs\r\n", req("ECHO_REQ", "")))
         client.close()
         worker.close()
     for name, size in sorted(saved.items()):

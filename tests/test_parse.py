@@ -397,6 +397,16 @@ def test_marked_runs_to_the_marker(text):
     check_every_way(text + MARKER, MARKED, [(0, [text]), (17, [b""])])
 
 
+def test_marked_on_gearmands_own_listing():
+    # Captured from gearmand 1.1.20 (fuzz/corpus/parse/text_show_unique_marked): uniques "u1",
+    # "u2", "ERR x" and "." listed, then the marker's ECHO_RES. BLOCK would end the reply at
+    # the unique "." and take the real terminator for a second reply.
+    listing = b"u1\nu2\nERR x\n.\n.\n"
+    check_every_way(listing + MARKER, MARKED, [(0, [listing]), (17, [b""])])
+    assert c_parse(listing + MARKER, BLOCK)[0] == [(0, [b"u1\nu2\nERR x\n"]), (0, [b""]),
+                                                    (17, [b""])]
+
+
 def test_marked_then_more_packets():
     wire = b"u\n.\n" + res(17, b"m\0x") + res(6) + b".\n" + MARKER + res(13, b"H:1", b"r")
     want = [(0, [b"u\n.\n"]), (17, [b"m\0x"]), (6, []), (0, [b".\n"]), (17, [b""]),
