@@ -25,8 +25,9 @@ import weakref
 from ._ffi import ffi, lib
 
 __all__ = [
-    "Loop", "Io", "Timer", "Signal", "Prepare", "Watcher", "Error", "default_loop",
-    "version", "EV_READ", "EV_WRITE", "EV_TIMER", "EV_SIGNAL", "EV_PREPARE", "EV_ERROR",
+    "Loop", "Io", "Timer", "Signal", "Prepare", "Async", "Watcher", "Error", "default_loop",
+    "version", "EV_READ", "EV_WRITE", "EV_TIMER", "EV_SIGNAL", "EV_PREPARE", "EV_ASYNC",
+    "EV_ERROR",
     "EVBREAK_CANCEL", "EVBREAK_ONE", "EVBREAK_ALL", "EVRUN_NOWAIT", "EVRUN_ONCE",
     "EV_MINPRI", "EV_MAXPRI", "EVFLAG_AUTO", "EVFLAG_NOENV", "EVFLAG_FORKCHECK",
     "EVFLAG_SIGNALFD", "EVFLAG_NOSIGMASK", "EVBACKEND_SELECT", "EVBACKEND_POLL",
@@ -38,6 +39,7 @@ EV_WRITE = lib.EV_WRITE
 EV_TIMER = lib.EV_TIMER
 EV_SIGNAL = lib.EV_SIGNAL
 EV_PREPARE = lib.EV_PREPARE
+EV_ASYNC = lib.EV_ASYNC
 EV_ERROR = lib.EV_ERROR
 EVBREAK_CANCEL = lib.EVBREAK_CANCEL
 EVBREAK_ONE = lib.EVBREAK_ONE
@@ -255,6 +257,11 @@ class Loop:
 
     def prepare(self, callback, data=None, priority=0) -> Prepare:
         return Prepare(self, callback, data, priority)
+
+    def async_(self, callback, data=None, priority=0) -> Async:
+        """An ``Async`` watcher: ``send()`` from any thread runs ``callback``
+        in this loop's thread (``async`` is a Python keyword, hence the _)."""
+        return Async(self, callback, data, priority)
 
 
 def _drain_wakeup(watcher, revents):
@@ -532,6 +539,51 @@ class Prepare(Watcher):
 
     def _init(self):
         lib.gm_ev_prepare_init(self._w)
+
+
+class Async(Watcher):
+    """A wake-up call from another thread (libev ``ev_async``).
+
+    ``send()`` may be called from any thread at any time, also while the loop
+    is blocked in ``start()``: the loop wakes and runs
+    ``callback(watcher, EV_ASYNC)`` in its own thread. Sends that arrive
+    before the loop got round to the callback are merged into one call, so
+    pass the work itself through a thread-safe structure (a queue) and use the
+    callback to drain it; ``Loop.call_soon_threadsafe`` does exactly that.
+
+    Only ``send()`` and ``sent`` are for other threads; start and stop the
+    watcher in the loop's thread, and start it before other threads may send
+    (a send to a stopped watcher is lost: libev clears it on start).
+    An active Async keeps ``start()`` running, like any watcher.
+    """
+
+    _ctype = "ev_async *"
+    _start_fn = lib.ev_async_start
+    _stop_fn = lib.ev_async_stop
+
+    def __init__(self, loop, callback, data=None, priority=0):
+        super().__init__(loop, callback, data, priority)
+
+    def _init(self):
+        lib.gm_ev_async_init(self._w)
+
+    def send(self) -> None:
+        """Wake the loop to run the callback (libev's thread-safe call).
+
+        Raises: Error("loop destroyed") once the loop is gone.
+        """
+        ptr = self._loop._ptr
+        if ptr is None:
+            raise Error("loop destroyed")
+        # Safe without any lock of ours: this frame holds the watcher, the
+        # watcher holds its loop, so neither the ev_async nor the loop can be
+        # freed while libev runs (with the GIL released) in this thread.
+        lib.ev_async_send(ptr, self._w)
+
+    @property
+    def sent(self) -> bool:
+        """True between a ``send()`` and the loop noticing it."""
+        return bool(lib.gm_ev_async_pending(self._w))
 
 
 # signum -> (loop, Python handler to restore) while any Signal watches it:
