@@ -121,7 +121,8 @@ def _after_fork_in_child() -> None:
     # _running is left alone: a fork inside a callback leaves the child inside
     # the same ev_run() frames, which pop their own entries when they return.
     for loop in list(_loops):
-        lib.ev_loop_fork(loop._ptr)
+        if loop._ptr is not None:  # a destroyed loop has nothing to re-arm
+            lib.ev_loop_fork(loop._ptr)
 
 
 if hasattr(os, "register_at_fork"):
@@ -147,15 +148,25 @@ class Loop:
     def __del__(self):
         # Stop what is still active first: destroying the loop under an active
         # watcher would leave libev asserting on a later ev_*_stop.
+        # _ptr = None is what every entry point checks ("loop destroyed"): in
+        # a garbage cycle another finalizer may still reach this loop or its
+        # watchers after this ran, and libev must never see a NULL loop.
         ptr, self._ptr = getattr(self, "_ptr", None), None
         if ptr is None or sys.is_finalizing():
             # At interpreter exit, objects are freed in no safe order: a
             # watcher's memory may already be gone. The process is ending;
             # leave the loop to it rather than touch libev.
             return
-        for w in list(self._active):
+        for w in list(getattr(self, "_active", ())):
             w._stop_in(ptr)
         lib.ev_loop_destroy(ptr)
+
+    def _live(self):
+        """The libev loop, or Error once __del__ destroyed it."""
+        ptr = self._ptr
+        if ptr is None:
+            raise Error("loop destroyed")
+        return ptr
 
     # -- running --
 
@@ -167,12 +178,13 @@ class Loop:
         """
         # Only the outermost start() owns the wakeup fd: a nested start()
         # would stop the shared Io on its way out, leaving the outer run deaf.
+        ptr = self._live()
         restore = self._install_wakeup() if self._depth == 0 else None
         self._depth += 1
         running = _running()
         running.append(self)
         try:
-            more = lib.ev_run(self._ptr, flags)
+            more = lib.ev_run(ptr, flags)
         finally:
             running.remove(self)
             self._depth -= 1
@@ -185,26 +197,30 @@ class Loop:
 
     def stop(self, how: int = EVBREAK_ONE) -> None:
         """Make the innermost ``start()`` (or all, EVBREAK_ALL) return."""
-        lib.ev_break(self._ptr, how)
+        lib.ev_break(self._live(), how)
 
     def now(self) -> float:
         """The loop's cached time (seconds), as of the last iteration."""
-        return lib.ev_now(self._ptr)
+        return lib.ev_now(self._live())
 
     def update(self) -> None:
         """Refresh the cached time (ev_now_update)."""
-        lib.ev_now_update(self._ptr)
+        lib.ev_now_update(self._live())
 
     @property
     def backend(self) -> int:
-        return lib.ev_backend(self._ptr)
+        """The EVBACKEND_* the loop uses."""
+        return lib.ev_backend(self._live())
 
     @property
     def iteration(self) -> int:
-        return lib.ev_iteration(self._ptr)
+        """How many times the loop polled for events so far."""
+        return lib.ev_iteration(self._live())
 
     def _park(self, exc: BaseException) -> None:
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        # A destroyed loop cannot break: what a finalizer's callback raised
+        # there is logged like any other exception.
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and self._ptr is not None:
             if self._parked is None:
                 self._parked = exc
             lib.ev_break(self._ptr, EVBREAK_ALL)
@@ -368,11 +384,9 @@ class Watcher:
         lib.gm_ev_set_priority(self._w, value)
 
     def start(self) -> None:
+        ptr = self._loop._live()
         if self.active:
             return
-        ptr = self._loop._ptr
-        if ptr is None:
-            raise Error("the loop of this watcher was destroyed")
         self._handle = ffi.new_handle(self)
         self._w.data = self._handle
         type(self)._start_fn(ptr, self._w)
@@ -380,11 +394,22 @@ class Watcher:
 
     def stop(self) -> None:
         ptr = self._loop._ptr
+        # On a destroyed loop stop() has nothing left to do (the loop stopped
+        # every watcher before libev freed it) and says nothing: teardown code
+        # stops watchers unconditionally, and a finalizer that meets the loop
+        # already destroyed in the same garbage cycle (Gearman's does) must
+        # get through the rest of its work. Every call that needs the loop to
+        # do something raises Error("loop destroyed") instead.
         if ptr is not None:
             self._stop_in(ptr)
         self._release()
 
     def _stop_in(self, ptr):
+        if self._unref:
+            # Give back the reference _start_unref took, or the loop's count
+            # of active watchers would end one short.
+            lib.ev_ref(ptr)
+            self._unref = False
         # Pending counts too: a one-shot timer that expired this iteration is
         # inactive but pending, and only ev_*_stop clears its queued event.
         if lib.gm_ev_is_active(self._w) or lib.gm_ev_is_pending(self._w):
@@ -419,6 +444,7 @@ class Io(Watcher):
         lib.gm_ev_io_init(self._w, self._fd, self._events)
 
     def set(self, fd, events) -> None:
+        self._loop._live()
         if self.active:
             raise Error("cannot set an active watcher")
         self._fd, self._events = _check_io(fd, events)
@@ -441,10 +467,7 @@ class Io(Watcher):
             self._unref = True
 
     def _stop_unref(self):
-        if self._unref:
-            lib.ev_ref(self._loop._ptr)
-            self._unref = False
-        self.stop()
+        self.stop()  # _stop_in gives the reference back
 
 
 def _check_io(fd, events):
@@ -477,6 +500,7 @@ class Timer(Watcher):
         lib.gm_ev_timer_init(self._w, self._after, self._repeat)
 
     def set(self, after, repeat) -> None:
+        self._loop._live()
         if self.active:
             raise Error("cannot set an active watcher")
         self._after = _check_number("after", after)
@@ -484,19 +508,21 @@ class Timer(Watcher):
         lib.gm_ev_timer_set(self._w, self._after, self._repeat)
 
     def start(self) -> None:
+        ptr = self._loop._live()
         if not self.active and self._loop._depth == 0:
             # Measure from now, not from the last iteration's cached time.
-            lib.ev_now_update(self._loop._ptr)
+            lib.ev_now_update(ptr)
         super().start()
 
     def again(self) -> None:
         """Restart with ``repeat`` as the timeout (ev_timer_again)."""
+        ptr = self._loop._live()
         if self._loop._depth == 0:
-            lib.ev_now_update(self._loop._ptr)
+            lib.ev_now_update(ptr)
         if self._handle is None:
             self._handle = ffi.new_handle(self)
             self._w.data = self._handle
-        lib.ev_timer_again(self._loop._ptr, self._w)
+        lib.ev_timer_again(ptr, self._w)
         if self.active:
             self._loop._active.add(self)
         else:
@@ -514,9 +540,10 @@ class Timer(Watcher):
     @property
     def remaining(self) -> float:
         """Seconds until the timer fires (0.0 when it is not active)."""
+        ptr = self._loop._live()
         if not self.active:
             return 0.0
-        return lib.ev_timer_remaining(self._loop._ptr, self._w)
+        return lib.ev_timer_remaining(ptr, self._w)
 
     def _fire(self, revents):
         if not lib.gm_ev_is_active(self._w):
@@ -616,6 +643,7 @@ class Signal(Watcher):
         return self._signum
 
     def start(self) -> None:
+        self._loop._live()
         if self.active:
             return
         owner = _signal_owner.get(self._signum)

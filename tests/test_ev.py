@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import math
 import os
@@ -1095,3 +1096,82 @@ def test_async_many_threads_sending_while_the_loop_runs(loop):
     assert seen and seen[-1] == nthreads
     assert 1 <= len(seen) <= nthreads * (nsends + 1)
     assert not a.active
+
+
+# ===== A destroyed loop =====
+
+NEEDS_THE_LOOP = [
+    "loop.start", "loop.stop", "loop.now", "loop.update", "loop.iteration", "loop.backend",
+    "timer.start", "timer.again", "timer.remaining", "timer.set", "io.start", "io.set",
+    "signal.start", "prepare.start", "async.start", "async.send",
+]
+# Teardown: already done by the loop's own finalizer, so these return quietly.
+STOPS = ["timer.stop", "io.stop", "signal.stop", "prepare.stop", "async.stop"]
+
+
+def _calls_on(lp, watchers, fd):
+    """Every entry point of NEEDS_THE_LOOP and STOPS, as (name, call)."""
+    t, io, sig, prep, asy = watchers
+    calls = [
+        lp.start, lp.stop, lp.now, lp.update, lambda: lp.iteration, lambda: lp.backend,
+        t.start, t.again, lambda: t.remaining, lambda: t.set(1, 0), io.start,
+        lambda: io.set(fd, ev.EV_READ), sig.start, prep.start, asy.start, asy.send,
+        t.stop, io.stop, sig.stop, prep.stop, asy.stop,
+    ]
+    assert len(calls) == len(NEEDS_THE_LOOP) + len(STOPS)
+    return zip(NEEDS_THE_LOOP + STOPS, calls)
+
+
+def test_loop_destroyed_in_a_garbage_cycle_raises_error():
+    # A loop, its active watchers and an object with a finalizer form one
+    # garbage cycle. gc finalizes the loop first (it is the older object), so
+    # the later finalizer meets a destroyed loop: every call that needs it
+    # must raise ev.Error("loop destroyed"), never reach libev with a NULL
+    # loop (a crash) or fail inside cffi; stopping a watcher, already done,
+    # returns quietly. In a child, so that a crash cannot take pytest down.
+    def body():
+        a, b = socket.socketpair()
+        outcomes = {}
+
+        class Late:
+            def __del__(self):
+                outcomes["loop destroyed first"] = self.loop._ptr is None
+                for name, call in _calls_on(self.loop, self.watchers, a.fileno()):
+                    try:
+                        call()
+                        outcomes[name] = "returned"
+                    except ev.Error as exc:
+                        outcomes[name] = str(exc)
+                    except BaseException as exc:  # noqa: BLE001 - reported
+                        outcomes[name] = repr(exc)
+                outcomes["still active"] = [w.active for w in self.watchers]
+
+        def make_cycle():
+            lp = ev.Loop()
+            late = Late()
+            late.loop = lp
+            late.watchers = (lp.timer(10, 0, lambda w, r: late), lp.io(a, ev.EV_READ, noop),
+                             lp.signal(signal.SIGUSR2, noop), lp.prepare(noop), lp.async_(noop))
+            for w in late.watchers[:2]:
+                w.start()  # the loop holds these, and through them `late`
+            lp.start(ev.EVRUN_NOWAIT)
+            return weakref.ref(lp)
+
+        gc.collect()
+        gc.disable()  # objects stay in creation order until the collection below
+        try:
+            ref = make_cycle()
+            if ref() is None or outcomes:
+                return b"the cycle was collected too early"
+            gc.collect()
+        finally:
+            gc.enable()
+        return json.dumps(outcomes).encode()
+
+    out, status = in_child(body)
+    assert os.WIFEXITED(status), f"child killed by signal {os.WTERMSIG(status)}"
+    outcomes = json.loads(out)
+    assert outcomes.pop("loop destroyed first") is True
+    assert outcomes.pop("still active") == [False] * 5
+    assert outcomes == {**dict.fromkeys(NEEDS_THE_LOOP, "loop destroyed"),
+                        **dict.fromkeys(STOPS, "returned")}
