@@ -120,9 +120,16 @@ _loops: weakref.WeakSet[Loop] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     # _running is left alone: a fork inside a callback leaves the child inside
     # the same ev_run() frames, which pop their own entries when they return.
+    me = threading.get_ident()
     for loop in list(_loops):
         if loop._ptr is not None:  # a destroyed loop has nothing to re-arm
             lib.ev_loop_fork(loop._ptr)
+        if loop._running_thread != me:
+            # The thread that ran it does not exist in the child, and may have
+            # held _run_lock: the child starts from a loop that is not running.
+            loop._running_thread = None
+            loop._depth = 0
+            loop._run_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -143,6 +150,15 @@ class Loop:
         self._parked: BaseException | None = None
         self._depth = 0
         self._wakeup = None  # (read fd, write fd, Io) once start() needs it
+        # Internal, for the library (API.md 9 "Threads"): threading.get_ident()
+        # of the thread inside this loop's outermost start(), None while the
+        # loop is not running. Read without a lock (a plain attribute read):
+        # only that thread sets it, on its way in and out of start(); a
+        # Gearman compares it with the calling thread to refuse a call from
+        # another thread ("wrong thread"). _run_lock makes the claim atomic,
+        # so two threads can never run one libev loop at once.
+        self._running_thread: int | None = None
+        self._run_lock = threading.Lock()
         _loops.add(self)
 
     def __del__(self):
@@ -176,20 +192,31 @@ class Loop:
         Returns libev's ev_run() result: True if watchers are still active.
         Raises KeyboardInterrupt / SystemExit raised by a callback.
         """
-        # Only the outermost start() owns the wakeup fd: a nested start()
-        # would stop the shared Io on its way out, leaving the outer run deaf.
         ptr = self._live()
-        restore = self._install_wakeup() if self._depth == 0 else None
-        self._depth += 1
-        running = _running()
-        running.append(self)
+        me = threading.get_ident()
+        outermost = self._running_thread != me
+        if outermost:
+            with self._run_lock:
+                if self._running_thread is not None:
+                    raise Error("loop already running in another thread")
+                self._running_thread = me
         try:
-            more = lib.ev_run(ptr, flags)
+            # Only the outermost start() owns the wakeup fd: a nested start()
+            # would stop the shared Io on its way out, leaving the outer run deaf.
+            restore = self._install_wakeup() if outermost else None
+            self._depth += 1
+            running = _running()
+            running.append(self)
+            try:
+                more = lib.ev_run(ptr, flags)
+            finally:
+                running.remove(self)
+                self._depth -= 1
+                if restore is not None:
+                    restore()
         finally:
-            running.remove(self)
-            self._depth -= 1
-            if restore is not None:
-                restore()
+            if outermost:
+                self._running_thread = None
         parked, self._parked = self._parked, None
         if parked is not None:
             raise parked

@@ -1098,12 +1098,71 @@ def test_async_many_threads_sending_while_the_loop_runs(loop):
     assert not a.active
 
 
+# ===== Which thread runs the loop =====
+
+def test_running_thread_is_the_thread_inside_start(loop):
+    assert loop._running_thread is None
+    seen = []
+
+    def cb(w, revents):
+        seen.append(loop._running_thread)
+        if len(seen) == 1:
+            loop.timer(0, 0, cb).start()
+            loop.start(ev.EVRUN_ONCE)  # nested: the same thread, still running
+            seen.append(loop._running_thread)
+
+    loop.timer(0, 0, cb).start()
+    with alarm_guard(loop):
+        loop.start()
+    me = threading.get_ident()
+    assert seen == [me, me, me]
+    assert loop._running_thread is None
+
+    def interrupted(w, revents):
+        raise KeyboardInterrupt
+
+    loop.timer(0, 0, interrupted).start()
+    with pytest.raises(KeyboardInterrupt):
+        loop.start()
+    assert loop._running_thread is None
+
+
+def test_running_thread_of_a_loop_run_by_another_thread(loop):
+    seen = []
+    started = threading.Event()
+
+    done = threading.Event()
+
+    def body():
+        loop.timer(0, 0, lambda w, r: started.set()).start()
+        poll = loop.timer(0.01, 0.01, lambda w, r: done.is_set() and loop.stop())
+        poll.start()
+        loop.start()  # until done is set below
+        poll.stop()
+        seen.append(threading.get_ident())
+
+    t = threading.Thread(target=body)
+    t.start()
+    try:
+        assert started.wait(10)
+        assert loop._running_thread == t.ident  # read from the main thread
+        # A second thread may not run the same libev loop at the same time.
+        with pytest.raises(ev.Error, match="loop already running in another thread"):
+            loop.start(ev.EVRUN_NOWAIT)
+        assert loop._running_thread == t.ident  # the refused start changed nothing
+    finally:
+        done.set()
+        t.join(10)
+    assert seen == [t.ident]
+    assert loop._running_thread is None
+
+
 # ===== A destroyed loop =====
 
 NEEDS_THE_LOOP = [
     "loop.start", "loop.stop", "loop.now", "loop.update", "loop.iteration", "loop.backend",
     "timer.start", "timer.again", "timer.remaining", "timer.set", "io.start", "io.set",
-    "signal.start", "prepare.start", "async.start", "async.send",
+    "signal.start", "prepare.start", "async.start", "async.send"
 ]
 # Teardown: already done by the loop's own finalizer, so these return quietly.
 STOPS = ["timer.stop", "io.stop", "signal.stop", "prepare.stop", "async.stop"]
