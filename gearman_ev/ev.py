@@ -14,6 +14,7 @@ What must stay true here:
 """
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
@@ -159,6 +160,18 @@ class Loop:
         # so two threads can never run one libev loop at once.
         self._running_thread: int | None = None
         self._run_lock = threading.Lock()
+        # call_soon_threadsafe's queue and its ev_async, started here once and
+        # for all: ev_async_start touches loop state, so it must not wait for
+        # a first call that may come from another thread while the loop runs.
+        # It is unref'd: the queue does not keep start() running (see
+        # call_soon_threadsafe). The handle lives here, not in _Calls, and
+        # _Calls holds the loop weakly: no Loop <-> watcher cycle, so a loop
+        # nobody references is still freed (and its fds closed) at once.
+        self._calls = _Calls(self)
+        self._calls_handle = ffi.new_handle(self._calls)
+        self._calls._w.data = self._calls_handle
+        lib.ev_async_start(ptr, self._calls._w)
+        lib.ev_unref(ptr)
         _loops.add(self)
 
     def __del__(self):
@@ -173,6 +186,10 @@ class Loop:
             # watcher's memory may already be gone. The process is ending;
             # leave the loop to it rather than touch libev.
             return
+        calls = getattr(self, "_calls", None)
+        if calls is not None and lib.gm_ev_is_active(calls._w):
+            lib.ev_ref(ptr)  # the reference __init__ gave up
+            lib.ev_async_stop(ptr, calls._w)
         for w in list(getattr(self, "_active", ())):
             w._stop_in(ptr)
         lib.ev_loop_destroy(ptr)
@@ -221,6 +238,47 @@ class Loop:
         if parked is not None:
             raise parked
         return bool(more)
+
+    def call_soon_threadsafe(self, fn, *args) -> None:
+        """Run ``fn(*args)`` in the loop's thread, at its next iteration.
+
+        Callable from any thread, the loop's own included, whether the loop
+        is running or not. Calls run in the order they were made (one queue
+        for all threads), each exactly once; a call made from a call that is
+        running waits for the next iteration, so I/O is never starved.
+
+        What ``fn`` raises is handled as for any watcher callback: logged on
+        the "gearman_ev" logger, or, for KeyboardInterrupt and SystemExit,
+        raised from ``start()``; calls still queued then run when the loop
+        is started again.
+
+        Pending calls do not keep ``start()`` running: a loop with nothing
+        else to watch returns, and what is still queued runs first thing in
+        the next ``start()``. A program that waits for calls from other
+        threads keeps a watcher of its own active (a server socket, a
+        long timer). Use ``loop.call_soon_threadsafe(loop.stop)`` to stop a
+        loop from another thread.
+
+        Raises: TypeError if fn is not callable; Error("loop destroyed").
+        """
+        # Why the queue does not hold the loop alive: only the loop's thread
+        # may touch libev's count of active watchers (ev_ref/ev_unref are not
+        # thread-safe), so "alive while something is queued" cannot be
+        # switched on by the calling thread; the only thread-safe way would be
+        # an Async referenced for the loop's whole life, and then start()
+        # would never return on its own once this method exists. Like the
+        # wakeup fd, the queue is plumbing: it must not change when start()
+        # returns. libuv programs unref their wake-up handles for the same
+        # reason.
+        if not callable(fn):
+            raise TypeError("fn must be callable")
+        ptr = self._live()
+        calls = self._calls
+        calls.queue.append((fn, args))  # deque.append is atomic
+        # After the append, always: the loop clears `sent` before it runs the
+        # drain, so this send either lands before that clear (the drain sees
+        # the item) or after it (the next iteration runs again).
+        lib.ev_async_send(ptr, calls._w)
 
     def stop(self, how: int = EVBREAK_ONE) -> None:
         """Make the innermost ``start()`` (or all, EVBREAK_ALL) return."""
@@ -321,6 +379,51 @@ def _close_fds(*fds):
             os.close(fd)
         except OSError:
             pass
+
+
+class _Calls:
+    """The queue behind Loop.call_soon_threadsafe and the ev_async that wakes
+    the loop for it. Reached from the trampoline like a watcher."""
+
+    __slots__ = ("_loopref", "_w", "queue")
+
+    def __init__(self, loop: Loop):
+        self._loopref = weakref.ref(loop)
+        self.queue: collections.deque = collections.deque()
+        self._w = ffi.new("ev_async *")
+        lib.gm_ev_async_init(self._w)
+
+    @property
+    def _loop(self) -> Loop:
+        # Where gm_py_watcher_cb parks what escapes _fire. Never None there:
+        # the loop is inside ev_run, so its start() frame holds it.
+        return self._loopref()
+
+    def _fire(self, revents):
+        loop = self._loop
+        queue = self.queue
+        try:
+            # Only what was queued before this drain began: calls queued by
+            # these calls (or by other threads meanwhile) sent the async again
+            # and run at the next iteration, after the loop polled for I/O.
+            # `and queue`: a call may run the loop itself (a nested start()),
+            # whose own drain may take the rest of this batch.
+            left = len(queue)
+            while left and queue:
+                left -= 1
+                fn, args = queue.popleft()
+                try:
+                    fn(*args)
+                except BaseException as exc:  # noqa: BLE001 - as for any callback
+                    loop._park(exc)
+                    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                        return  # start() raises it now; the rest run after
+        finally:
+            if queue and loop._ptr is not None:
+                # Whatever is left (after an interrupt, or queued meanwhile)
+                # must find the async pending: a send from the loop's own
+                # thread is as good as any.
+                lib.ev_async_send(loop._ptr, self._w)
 
 
 _default_loop: Loop | None = None

@@ -1098,6 +1098,174 @@ def test_async_many_threads_sending_while_the_loop_runs(loop):
     assert not a.active
 
 
+# ===== call_soon_threadsafe =====
+
+def test_call_soon_threadsafe_many_threads(loop):
+    # 8 threads x 10,000 calls while the loop runs: every call runs exactly
+    # once, in the loop's thread, and each thread's calls in the order made.
+    nthreads, ncalls = 8, 10_000
+    ran = []  # (thread number, sequence, thread that ran it)
+
+    def record(n, seq):
+        ran.append((n, seq, threading.get_ident()))
+        if len(ran) == nthreads * ncalls:
+            loop.stop()
+
+    def caller(n):
+        for seq in range(ncalls):
+            loop.call_soon_threadsafe(record, n, seq)
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(nthreads)]
+    for t in threads:
+        t.start()
+    try:
+        with guard(loop, 60):  # an active watcher: the queue alone does not hold the loop
+            loop.start()
+    finally:
+        for t in threads:
+            t.join(30)
+    assert len(ran) == nthreads * ncalls
+    assert {who for _, _, who in ran} == {threading.get_ident()}
+    for n in range(nthreads):
+        assert [seq for m, seq, _ in ran if m == n] == list(range(ncalls))
+
+
+def test_calls_queued_before_start_run_in_its_first_iteration(loop):
+    ran = []
+    loop.call_soon_threadsafe(ran.append, 1)
+    t = threading.Thread(target=loop.call_soon_threadsafe, args=(ran.append, 2))
+    t.start()
+    t.join(10)
+    with alarm_guard(loop):
+        # Nothing else is active: start() runs the queue once and returns
+        # (the queue does not keep the loop running).
+        assert not loop.start()
+    assert ran == [1, 2]
+    with alarm_guard(loop):
+        assert not loop.start()
+    assert ran == [1, 2]  # exactly once
+
+
+def test_call_soon_threadsafe_stops_a_blocked_loop_from_another_thread(loop):
+    long = loop.timer(30, 0, noop)
+    long.start()
+    stopper = threading.Timer(0.1, loop.call_soon_threadsafe, (loop.stop,))
+    stopper.start()
+    try:
+        with alarm_guard(loop):
+            assert loop.start()  # stopped: the 30 s timer is still active
+    finally:
+        stopper.cancel()
+        stopper.join()
+        long.stop()
+
+
+def test_call_made_by_a_callback_runs_at_the_next_iteration(loop):
+    # From the loop's own thread too, a call never runs inside the callback
+    # that made it, nor in the drain that is running: at the next iteration.
+    order = []
+
+    def note(name):
+        order.append((name, loop.iteration))
+
+    def first(w, revents):
+        loop.call_soon_threadsafe(note, "call")
+        loop.call_soon_threadsafe(note, "second call")
+        note("callback end")
+
+    def chained():
+        note("chain 1")
+        loop.call_soon_threadsafe(note, "chain 2")
+
+    loop.timer(0, 0, first).start()
+    loop.call_soon_threadsafe(chained)
+    run_until(loop, lambda: len(order) == 5)
+    when = dict(order)
+    names = [name for name, _ in order]
+    assert names.index("callback end") < names.index("call") < names.index("second call")
+    assert when["call"] > when["callback end"]
+    assert when["chain 2"] > when["chain 1"]
+
+
+def test_a_call_that_runs_the_loop_itself(loop, caplog):
+    # A queued call runs a nested start(), whose drain takes the calls queued
+    # behind it: each still runs once, and the outer drain copes.
+    ran = []
+
+    def nest():
+        ran.append("nest")
+        loop.call_soon_threadsafe(ran.append, "from nest")  # wakes the nested run
+        loop.start(ev.EVRUN_NOWAIT)
+        ran.append("nest end")
+
+    loop.call_soon_threadsafe(nest)
+    for n in range(3):
+        loop.call_soon_threadsafe(ran.append, n)
+    with alarm_guard(loop):
+        loop.start()
+    assert ran == ["nest", 0, 1, 2, "from nest", "nest end"]
+    assert not [r for r in caplog.records if r.name == "gearman_ev"]
+
+
+def test_call_soon_threadsafe_exceptions_are_logged_and_the_queue_goes_on(loop, caplog):
+    caplog.set_level(logging.ERROR, logger="gearman_ev")
+    ran = []
+
+    def boom():
+        raise ValueError("boom from a call")
+
+    loop.call_soon_threadsafe(ran.append, 1)
+    loop.call_soon_threadsafe(boom)
+    loop.call_soon_threadsafe(ran.append, 2)
+    run_until(loop, lambda: len(ran) == 2)
+    assert ran == [1, 2]
+    records = [r for r in caplog.records if r.name == "gearman_ev" and r.exc_info]
+    assert len(records) == 1 and records[0].exc_info[0] is ValueError
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_call_soon_threadsafe_interrupt_propagates_and_the_rest_run_later(loop, exc_type):
+    ran = []
+
+    def interrupt():
+        ran.append("interrupt")
+        raise exc_type()
+
+    for item in (1, interrupt, 2, 3):
+        if callable(item):
+            loop.call_soon_threadsafe(item)
+        else:
+            loop.call_soon_threadsafe(ran.append, item)
+    keep = loop.timer(30, 0, noop)
+    keep.start()
+    try:
+        with alarm_guard(loop), pytest.raises(exc_type):
+            loop.start()
+        assert ran == [1, "interrupt"]  # raised before the next call ran
+        run_until(loop, lambda: len(ran) == 4)
+        assert ran == [1, "interrupt", 2, 3]  # each exactly once, in order
+    finally:
+        keep.stop()
+
+
+def test_call_soon_threadsafe_refuses_a_non_callable(loop):
+    with pytest.raises(TypeError):
+        loop.call_soon_threadsafe("not callable")
+
+
+def test_an_unreferenced_loop_is_freed_without_gc():
+    # The call queue's Async must not tie the loop into a reference cycle.
+    gc.disable()
+    try:
+        lp = ev.Loop()
+        lp.call_soon_threadsafe(noop)
+        ref = weakref.ref(lp)
+        del lp
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
 # ===== Which thread runs the loop =====
 
 def test_running_thread_is_the_thread_inside_start(loop):
@@ -1131,14 +1299,12 @@ def test_running_thread_of_a_loop_run_by_another_thread(loop):
     seen = []
     started = threading.Event()
 
-    done = threading.Event()
-
     def body():
         loop.timer(0, 0, lambda w, r: started.set()).start()
-        poll = loop.timer(0.01, 0.01, lambda w, r: done.is_set() and loop.stop())
-        poll.start()
-        loop.start()  # until done is set below
-        poll.stop()
+        long = loop.timer(30, 0, noop)
+        long.start()
+        loop.start()  # until the stop below
+        long.stop()
         seen.append(threading.get_ident())
 
     t = threading.Thread(target=body)
@@ -1151,7 +1317,7 @@ def test_running_thread_of_a_loop_run_by_another_thread(loop):
             loop.start(ev.EVRUN_NOWAIT)
         assert loop._running_thread == t.ident  # the refused start changed nothing
     finally:
-        done.set()
+        loop.call_soon_threadsafe(loop.stop)
         t.join(10)
     assert seen == [t.ident]
     assert loop._running_thread is None
@@ -1162,7 +1328,7 @@ def test_running_thread_of_a_loop_run_by_another_thread(loop):
 NEEDS_THE_LOOP = [
     "loop.start", "loop.stop", "loop.now", "loop.update", "loop.iteration", "loop.backend",
     "timer.start", "timer.again", "timer.remaining", "timer.set", "io.start", "io.set",
-    "signal.start", "prepare.start", "async.start", "async.send"
+    "signal.start", "prepare.start", "async.start", "async.send", "loop.call_soon_threadsafe",
 ]
 # Teardown: already done by the loop's own finalizer, so these return quietly.
 STOPS = ["timer.stop", "io.stop", "signal.stop", "prepare.stop", "async.stop"]
@@ -1175,7 +1341,7 @@ def _calls_on(lp, watchers, fd):
         lp.start, lp.stop, lp.now, lp.update, lambda: lp.iteration, lambda: lp.backend,
         t.start, t.again, lambda: t.remaining, lambda: t.set(1, 0), io.start,
         lambda: io.set(fd, ev.EV_READ), sig.start, prep.start, asy.start, asy.send,
-        t.stop, io.stop, sig.stop, prep.stop, asy.stop,
+        lambda: lp.call_soon_threadsafe(noop), t.stop, io.stop, sig.stop, prep.stop, asy.stop,
     ]
     assert len(calls) == len(NEEDS_THE_LOOP) + len(STOPS)
     return zip(NEEDS_THE_LOOP + STOPS, calls)
