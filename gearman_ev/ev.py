@@ -1,17 +1,58 @@
-"""gearman_ev.ev - a thin cffi binding to the system libev, with pyev's names.
+"""gearman_ev.ev - libev for Python, with pyev's names.
 
-What must stay true here:
-- Every watcher reaches Python through one trampoline (gm_py_watcher_cb); the
-  C side never calls Python otherwise.
-- A started watcher sits in its loop's ``_active`` set, so a watcher nobody
-  else references keeps working until it is stopped (or, for a one-shot timer,
-  until it fires). The C ``data`` field holds a handle to the watcher only
-  while it is started.
-- An exception from a callback is logged on the "gearman_ev" logger and the
-  loop goes on; KeyboardInterrupt and SystemExit break the loop and are raised
-  again from ``Loop.start()``.
-- Loops survive fork(): libev's ev_loop_fork runs on every loop in the child.
+A thin binding to the system libev: loops (``default_loop()``, ``Loop()``),
+the watchers ``Io``, ``Timer``, ``Signal``, ``Prepare`` and ``Async``, and
+libev's constants. A pyev program ports by changing its import.
+
+Callbacks. A watcher calls ``callback(watcher, revents)`` in the thread that
+runs its loop. An active watcher is held by its loop until it is stopped (a
+one-shot timer: until it fires), so ``loop.timer(5, 0, cb).start()`` needs no
+reference of yours. An exception from a callback is logged on the
+"gearman_ev" logger and the loop goes on; KeyboardInterrupt and SystemExit
+end ``start()`` once the callbacks of the current iteration have returned,
+and are raised from it.
+
+Threads. A loop runs in one thread at a time (``start()`` from a second
+thread while it runs raises ``Error``), and its watchers are started, stopped
+and changed in that thread. From any other thread, two calls are safe at any
+time: ``loop.call_soon_threadsafe(fn, *args)`` runs ``fn(*args)`` in the
+loop's thread at its next iteration, and ``Async.send()`` wakes the loop to
+run an Async watcher's callback there. ``call_soon_threadsafe(loop.stop)``
+stops a loop from another thread.
+
+Ctrl-C. A KeyboardInterrupt comes out of ``start()`` only between events,
+never from the middle of a callback, so a program that catches it and calls
+``start()`` again resumes with nothing lost or run twice. While ``start()``
+runs in the main thread and SIGINT has Python's default handler, ``start()``
+installs its own: a SIGINT breaks the loop, the callbacks of the current
+iteration run to their end, and ``start()`` raises KeyboardInterrupt (at
+once when the loop was asleep waiting for events). The outermost ``start()``
+puts the default handler back when it returns. A SIGINT handler of your own,
+an ignored SIGINT, or a ``Signal`` watcher on SIGINT is left alone. For a
+callback that never returns, a second Ctrl-C at least 1 s after the first
+raises KeyboardInterrupt at once, wherever the program is.
+
+Fork. Every loop handles fork(): libev's ev_loop_fork runs on each loop in
+the child, which can go on using them.
+
+A loop whose libev loop is gone (the garbage collector freed it while a
+finalizer in the same reference cycle can still reach it) raises
+``Error("loop destroyed")`` from every call that needs it; stopping one of
+its watchers, already stopped, does nothing.
 """
+# What must stay true here (for maintainers):
+# - Every watcher reaches Python through one trampoline (gm_py_watcher_cb);
+#   the C side never calls Python otherwise.
+# - A started watcher sits in its loop's _active set, and the C data field
+#   holds a handle to it only while it is started.
+# - libev never sees a NULL loop: each entry point checks Loop._ptr first
+#   (Loop._live()), because Loop.__del__ may have run in a garbage cycle.
+# - Only ev_async_send is called from a thread other than the loop's; it
+#   relies on the caller's frame keeping the watcher and the loop alive.
+# - Internal watchers (the wakeup Io, the call queue's Async) are unref'd:
+#   they never decide when start() returns.
+# - A SIGINT is raised from start() only after ev_run returned (or before it
+#   began), except through the escape hatch (_FORCE_AFTER).
 from __future__ import annotations
 
 import collections
@@ -21,6 +62,7 @@ import os
 import signal as _signal
 import sys
 import threading
+import time
 import weakref
 
 from ._ffi import ffi, lib
@@ -113,6 +155,74 @@ def gm_py_watcher_cb(handle, revents):
         watcher._loop._park(exc)
 
 
+# ===== Ctrl-C =====
+#
+# The rule (API.md 9): an interrupt comes out of Loop.start() only between
+# events, once every callback of the iteration has returned, so that the
+# library's state is consistent when the program sees it. Python's default
+# SIGINT handler raises KeyboardInterrupt in whatever bytecode runs, the
+# middle of a callback included; _on_sigint replaces it while start() runs.
+#
+# _sigint_since: time.monotonic() of a SIGINT that _on_sigint recorded and no
+# start() has raised yet, else None. Touched only in the main thread: Python
+# runs signal handlers there, and only main-thread start() calls look at it.
+_sigint_since: float | None = None
+
+# A second Ctrl-C this long after a first that is still pending raises at
+# once: a callback that hangs would otherwise hold the interrupt forever. One
+# second is long enough not to fire on one impatient double press while a
+# long but finite callback finishes, short enough for a user who means it.
+_FORCE_AFTER = 1.0
+
+
+def _on_sigint(signum, frame):
+    global _sigint_since
+    now = time.monotonic()
+    if _sigint_since is None:
+        _sigint_since = now
+    elif now - _sigint_since >= _FORCE_AFTER:
+        _sigint_since = None
+        raise KeyboardInterrupt
+    # Break the innermost loop running in this (the main) thread. A nested
+    # start() raises into the callback that called it; that callback's own
+    # loop then gets the exception through the trampoline.
+    running = _running()
+    if running and running[-1]._ptr is not None:
+        lib.ev_break(running[-1]._ptr, EVBREAK_ALL)
+
+
+def _take_sigint() -> bool:
+    """Clear a recorded SIGINT; True if there was one."""
+    global _sigint_since
+    pending, _sigint_since = _sigint_since is not None, None
+    return pending
+
+
+def _install_sigint():
+    """Put _on_sigint in place of Python's default SIGINT handler (main thread
+    only); return the undo, or None when SIGINT is left as it is."""
+    try:
+        if _signal.getsignal(_signal.SIGINT) is not _signal.default_int_handler:
+            return None  # the user's own handler, SIG_IGN/SIG_DFL, or ours already
+    except ValueError:
+        return None
+    owner = _signal_owner.get(_signal.SIGINT)
+    if owner is not None and _watchers_of(owner[0](), _signal.SIGINT):
+        # libev owns SIGINT for a Signal watcher; Python's signal() would
+        # take the signal away from it.
+        return None
+    try:
+        _signal.signal(_signal.SIGINT, _on_sigint)
+    except (ValueError, OSError):
+        return None
+
+    def restore():
+        # Only if it is still ours: a callback may have installed its own.
+        if _signal.getsignal(_signal.SIGINT) is _on_sigint:
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    return restore
+
+
 # ===== Loops =====
 
 _loops: weakref.WeakSet[Loop] = weakref.WeakSet()
@@ -165,8 +275,8 @@ class Loop:
         # a first call that may come from another thread while the loop runs.
         # It is unref'd: the queue does not keep start() running (see
         # call_soon_threadsafe). The handle lives here, not in _Calls, and
-        # _Calls holds the loop weakly: no Loop <-> watcher cycle, so a loop
-        # nobody references is still freed (and its fds closed) at once.
+        # _Calls holds the loop weakly: it adds no Loop <-> watcher cycle, so
+        # a loop nobody references is still freed by its reference count.
         self._calls = _Calls(self)
         self._calls_handle = ffi.new_handle(self._calls)
         self._calls._w.data = self._calls_handle
@@ -204,28 +314,59 @@ class Loop:
     # -- running --
 
     def start(self, flags: int = 0) -> bool:
-        """Run until ``stop()`` or until no active watcher is left.
+        """Run the loop until ``stop()``, or until no active watcher is left.
 
-        Returns libev's ev_run() result: True if watchers are still active.
-        Raises KeyboardInterrupt / SystemExit raised by a callback.
+        Args:
+            flags: 0; EVRUN_ONCE (one iteration, waiting for an event if
+                none is ready); EVRUN_NOWAIT (one iteration, no waiting).
+
+        Returns: True if watchers are still active (libev's ev_run result).
+
+        Ctrl-C: in the main thread, while SIGINT has Python's default handler
+        (``signal.default_int_handler``), start() puts its own handler in
+        place. A SIGINT then only breaks the loop: the callbacks of the
+        current iteration all run to their end, ev_run returns, and start()
+        raises KeyboardInterrupt. A loop asleep waiting for events wakes for
+        it at once. A nested start() (called from a callback) raises it into
+        the callback that called it. The outermost start() puts the previous
+        handler back on its way out. A start() called while an interrupt is
+        pending raises it without running the loop. A second SIGINT at least
+        1 s after one that is still pending raises KeyboardInterrupt at once,
+        wherever the program is: the way out of a callback that hangs.
+        A SIGINT handler of your own, or a ``Signal`` watcher on SIGINT, is
+        left alone (your handler then decides what a SIGINT does).
+
+        Raises:
+            KeyboardInterrupt: Ctrl-C as above, or raised by a callback.
+            SystemExit: raised by a callback.
+            Error: "loop destroyed"; "loop already running in another thread".
         """
         ptr = self._live()
         me = threading.get_ident()
+        main = threading.current_thread() is threading.main_thread()
         outermost = self._running_thread != me
         if outermost:
             with self._run_lock:
                 if self._running_thread is not None:
                     raise Error("loop already running in another thread")
                 self._running_thread = me
+        unsigint = None
+        more = 1
         try:
             # Only the outermost start() owns the wakeup fd: a nested start()
             # would stop the shared Io on its way out, leaving the outer run deaf.
+            # It is in place before our SIGINT handler, so that every SIGINT
+            # the handler sees also wakes the loop (see _drain_wakeup).
             restore = self._install_wakeup() if outermost else None
+            unsigint = _install_sigint() if main else None
             self._depth += 1
             running = _running()
             running.append(self)
             try:
-                more = lib.ev_run(ptr, flags)
+                # ev_run clears a break made before it began: with a Ctrl-C
+                # already pending there is nothing to run.
+                if not (main and _sigint_since is not None):
+                    more = lib.ev_run(ptr, flags)
             finally:
                 running.remove(self)
                 self._depth -= 1
@@ -234,9 +375,17 @@ class Loop:
         finally:
             if outermost:
                 self._running_thread = None
+            # Last: from here on a SIGINT raises wherever it lands, and there
+            # is no more state of ours for it to cut short.
+            if unsigint is not None:
+                unsigint()
         parked, self._parked = self._parked, None
         if parked is not None:
+            if main and isinstance(parked, KeyboardInterrupt):
+                _take_sigint()  # one Ctrl-C, one KeyboardInterrupt
             raise parked
+        if main and _take_sigint():
+            raise KeyboardInterrupt
         return bool(more)
 
     def call_soon_threadsafe(self, fn, *args) -> None:
@@ -371,6 +520,10 @@ def _drain_wakeup(watcher, revents):
             pass
     except OSError:
         pass
+    if _sigint_since is not None:
+        # A SIGINT whose handler ran before ev_run began (ev_run cleared that
+        # break): every signal also wrote the wakeup fd, so the break lands.
+        lib.ev_break(watcher.loop._ptr, EVBREAK_ALL)
 
 
 def _close_fds(*fds):

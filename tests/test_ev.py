@@ -15,6 +15,9 @@ import os
 import select
 import signal
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import weakref
@@ -772,6 +775,280 @@ def test_real_sigint_after_a_nested_start(loop):
         assert time.monotonic() - t0 < 5
     finally:
         long.stop()
+
+
+# ===== Ctrl-C: raised from start() only between events (API.md 9) =====
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Every child starts from Python's default SIGINT handler, whatever the test
+# run inherited (a run under nohup, or in the background, ignores SIGINT).
+CHILD_PRELUDE = """
+import json, os, signal, sys, threading, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from gearman_ev import ev
+
+def pending():
+    return getattr(ev, "_sigint_since", None) is not None
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return predicate()
+
+def sigint():
+    os.kill(os.getpid(), signal.SIGINT)
+"""
+
+
+def run_child(body, timeout=30):
+    """Run CHILD_PRELUDE + body in a fresh Python; return the JSON it prints
+    last. Real SIGINTs, so never in the pytest process itself."""
+    proc = subprocess.run([sys.executable, "-c", CHILD_PRELUDE + textwrap.dedent(body)],
+                          env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, f"child exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_ctrl_c_mid_callback_waits_for_the_callback_to_finish():
+    out = run_child("""
+        loop = ev.Loop()
+        flags, fired = [], []
+        started = threading.Event()
+
+        def killer():
+            if started.wait(10):
+                sigint()
+
+        def busy(w, revents):
+            flags.append("start")
+            started.set()
+            t0 = time.monotonic()
+            n = 0
+            # ~200 ms of pure-Python work, and on until the SIGINT has been
+            # seen, so that it surely arrives mid-callback (bounded: 10 s).
+            while time.monotonic() - t0 < 0.2 or (not pending() and time.monotonic() - t0 < 10):
+                n += 1
+            flags.append("seen" if pending() else "not seen")
+            flags.append("end")
+
+        threading.Thread(target=killer, daemon=True).start()
+        loop.timer(0.01, 0, busy).start()
+        for name, after in (("t1", 0.05), ("t2", 0.1), ("t3", 0.15)):
+            loop.timer(after, 0, lambda w, r, name=name: fired.append(name)).start()
+        out = {}
+        try:
+            loop.start()
+            out["first run"] = "returned"
+        except KeyboardInterrupt:
+            out["first run"] = "KeyboardInterrupt"
+        out["flags then"], out["fired then"] = list(flags), list(fired)
+        out["resumed"] = loop.start()  # the timers left; returns once none is active
+        out["flags"], out["fired"] = flags, fired
+        print(json.dumps(out))
+    """)
+    assert out["first run"] == "KeyboardInterrupt"
+    # The interrupt arrived mid-callback and came out only after its last line.
+    assert out["flags then"] == ["start", "seen", "end"]
+    # Resuming runs what is left, each exactly once; the busy timer not again.
+    assert out["resumed"] is False
+    assert out["flags"] == ["start", "seen", "end"]
+    assert sorted(out["fired"]) == ["t1", "t2", "t3"]
+    assert out["fired then"] == [name for name in out["fired"] if name in out["fired then"]]
+
+
+def test_ctrl_c_while_idle_ends_start_promptly():
+    out = run_child("""
+        loop = ev.Loop()
+        long = loop.timer(30, 0, lambda w, r: None)
+        long.start()
+        threading.Timer(0.2, sigint).start()
+        t0 = time.monotonic()
+        try:
+            loop.start()
+            outcome = "returned"
+        except KeyboardInterrupt:
+            outcome = "KeyboardInterrupt"
+        print(json.dumps({"outcome": outcome, "seconds": time.monotonic() - t0,
+                          "long active": long.active, "pending after": pending()}))
+    """)
+    assert out["outcome"] == "KeyboardInterrupt"
+    assert out["seconds"] < 10  # generous: the 30 s timer did not end it
+    assert out["long active"] is True and out["pending after"] is False
+
+
+def test_ctrl_c_handler_is_installed_while_start_runs_and_restored_after():
+    out = run_child("""
+        loop = ev.Loop()
+        default = signal.default_int_handler
+        during = []
+
+        def peek(w, revents):
+            during.append(signal.getsignal(signal.SIGINT) is not default)
+
+        def nest(w, revents):
+            loop.timer(0, 0, peek).start()
+            loop.start(ev.EVRUN_ONCE)  # nested: must not restore on its way out
+            peek(w, revents)
+
+        out = {}
+        loop.timer(0, 0, nest).start()
+        loop.start()
+        out["during"], out["after run"] = list(during), signal.getsignal(signal.SIGINT) is default
+
+        def raise_it(w, revents):
+            raise KeyboardInterrupt
+        loop.timer(0, 0, raise_it).start()
+        try:
+            loop.start()
+        except KeyboardInterrupt:
+            pass
+        out["after a raised interrupt"] = signal.getsignal(signal.SIGINT) is default
+
+        loop.timer(30, 0, lambda w, r: None).start()
+        loop.timer(0.05, 0, lambda w, r: sigint()).start()
+        try:
+            loop.start()
+        except KeyboardInterrupt:
+            pass
+        out["after Ctrl-C"] = signal.getsignal(signal.SIGINT) is default
+        # A loop in another thread leaves SIGINT alone (only the main thread may).
+        other = ev.Loop()
+        other.timer(0, 0, lambda w, r: during.append(
+            signal.getsignal(signal.SIGINT) is not default)).start()
+        t = threading.Thread(target=other.start)
+        t.start()
+        t.join(10)
+        out["in a thread"] = during[-1]
+        print(json.dumps(out))
+    """)
+    assert out == {"during": [True, True], "after run": True, "after a raised interrupt": True,
+                   "after Ctrl-C": True, "in a thread": False}
+
+
+@pytest.mark.parametrize("owner", ["user handler", "ignored", "libev watcher"])
+def test_ctrl_c_leaves_a_sigint_handler_it_did_not_install_alone(owner):
+    out = run_child(f"""
+        owner = {owner!r}
+        loop = ev.Loop()
+        caught = []
+        if owner == "user handler":
+            def mine(signum, frame):
+                caught.append(signum)
+            signal.signal(signal.SIGINT, mine)
+        elif owner == "ignored":
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            watcher = loop.signal(signal.SIGINT, lambda w, r: caught.append(signal.SIGINT))
+            watcher.start()
+        before = signal.getsignal(signal.SIGINT)
+        out = {{}}
+
+        def cb(w, revents):
+            out["during"] = signal.getsignal(signal.SIGINT) is before
+            sigint()
+            out["pending"] = pending()
+
+        fired = []
+        loop.timer(0, 0, cb).start()
+        loop.timer(0.1, 0, lambda w, r: fired.append(True)).start()
+        try:
+            while not fired:  # the SIGINT must not break or raise
+                loop.start(ev.EVRUN_ONCE)
+            out["outcome"] = "ran on"
+        except KeyboardInterrupt:
+            out["outcome"] = "KeyboardInterrupt"
+        if owner == "libev watcher":
+            loop.start(ev.EVRUN_NOWAIT)
+            watcher.stop()
+        out["after"] = signal.getsignal(signal.SIGINT) is before
+        out["caught"] = caught
+        print(json.dumps(out))
+    """)
+    assert out["during"] is True and out["after"] is True
+    assert out["outcome"] == "ran on" and out["pending"] is False
+    assert out["caught"] == ([] if owner == "ignored" else [signal.SIGINT])
+
+
+def test_second_ctrl_c_after_a_second_breaks_a_hung_callback():
+    out = run_child("""
+        loop = ev.Loop()
+        flags = []
+        started = threading.Event()
+
+        def killer():
+            if not started.wait(10):
+                return
+            sigint()
+            if wait_for(pending):
+                time.sleep(1.1)  # the escape hatch opens 1 s after the first
+                sigint()
+
+        def hang(w, revents):
+            flags.append("start")
+            started.set()
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 20:  # "hangs" (bounded for the test)
+                time.sleep(0.01)
+                if pending() and "first recorded" not in flags:
+                    flags.append("first recorded")  # the first SIGINT did not raise
+            flags.append("end")
+
+        threading.Thread(target=killer, daemon=True).start()
+        loop.timer(0, 0, hang).start()
+        t0 = time.monotonic()
+        try:
+            loop.start()
+            outcome = "returned"
+        except KeyboardInterrupt:
+            outcome = "KeyboardInterrupt"
+        seconds = time.monotonic() - t0
+        # One interrupt, raised once: the loop runs normally afterwards.
+        after = []
+        loop.timer(0.01, 0, lambda w, r: after.append(True)).start()
+        loop.start()
+        print(json.dumps({"outcome": outcome, "flags": flags, "seconds": seconds,
+                          "pending after": pending(), "after": after}))
+    """)
+    assert out["outcome"] == "KeyboardInterrupt"
+    assert out["flags"] == ["start", "first recorded"]  # cut short by the second
+    assert out["seconds"] < 15  # generous: the callback alone would take 20 s
+    assert out["pending after"] is False and out["after"] == [True]
+
+
+def test_start_with_a_ctrl_c_pending_raises_without_running():
+    # A callback that runs the loop itself (nested start()) after a Ctrl-C
+    # was recorded: the nested start() raises at once (ev_run would have
+    # cleared the break), the callback may catch it, and the outer start()
+    # then ends normally without a second KeyboardInterrupt.
+    out = run_child("""
+        loop = ev.Loop()
+        ran, notes = [], []
+
+        def nest(w, revents):
+            sigint()
+            notes.append(wait_for(pending))
+            loop.timer(0, 0, lambda w, r: ran.append("inner timer")).start()
+            try:
+                loop.start()
+                notes.append("nested returned")
+            except KeyboardInterrupt:
+                notes.append("nested raised")
+
+        loop.timer(0, 0, nest).start()
+        try:
+            loop.start()
+            notes.append("outer returned")
+        except KeyboardInterrupt:
+            notes.append("outer raised")
+        print(json.dumps({"notes": notes, "ran": ran}))
+    """)
+    assert out["notes"] == [True, "nested raised", "outer returned"]
+    # The timer started in the callback was not run by the refused nested
+    # start(); the outer run's iteration ran it before returning, or not.
+    assert out["ran"] in ([], ["inner timer"])
 
 
 # ===== Signals =====
