@@ -420,11 +420,12 @@ class Loop:
         # may touch libev's count of active watchers (ev_ref/ev_unref are not
         # thread-safe), so "alive while something is queued" cannot be
         # switched on by the calling thread; the only thread-safe way would be
-        # an Async referenced for the loop's whole life, and then start()
-        # would never return on its own once this method exists. Like the
-        # wakeup fd, the queue is plumbing: it must not change when start()
-        # returns. libuv programs unref their wake-up handles for the same
-        # reason.
+        # an Async referenced for the loop's whole life, and then no start()
+        # would ever return on its own. Like the wakeup fd, the queue is
+        # plumbing: it must not change when start() returns (libuv-based
+        # runtimes unref their internal wake-up handles for the same reason).
+        # A program fed by other threads already has a watcher that keeps it
+        # running; a blocking client in a daemon thread keeps its own.
         if not callable(fn):
             raise TypeError("fn must be callable")
         ptr = self._live()
