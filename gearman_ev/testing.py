@@ -25,11 +25,15 @@ import tempfile
 import time
 
 __all__ = ["LocalGearmand", "GearmandMissing", "find_gearmand", "free_port",
-           "gearmand_fixture", "MISSING_MESSAGE"]
+           "gearmand_fixture", "MISSING_MESSAGE", "SBIN_CANDIDATES"]
 
 #: Why a test that needs gearmand cannot run, and what to do about it.
 MISSING_MESSAGE = ("gearmand not found: install the Debian package gearman-job-server "
                    "(apt-get install gearman-job-server), or set GEARMAND to its path")
+
+
+#: Where gearmand is looked for when PATH does not have it.
+SBIN_CANDIDATES = ("/usr/sbin/gearmand", "/usr/local/sbin/gearmand")
 
 
 class GearmandMissing(RuntimeError):
@@ -38,10 +42,17 @@ class GearmandMissing(RuntimeError):
 
 def find_gearmand() -> str:
     """The gearmand binary: $GEARMAND, else PATH, else the usual sbin places
-    (sbin is often missing from a user's PATH). Raises GearmandMissing."""
-    path = os.environ.get("GEARMAND") or shutil.which("gearmand")
+    (Debian installs it in /usr/sbin, which a user's PATH often lacks).
+    Raises GearmandMissing."""
+    named = os.environ.get("GEARMAND")
+    if named:
+        if not (os.path.isfile(named) and os.access(named, os.X_OK)):
+            raise GearmandMissing(f"GEARMAND={named} is not an executable file; "
+                                  + MISSING_MESSAGE)
+        return named
+    path = shutil.which("gearmand")
     if not path:
-        for candidate in ("/usr/sbin/gearmand", "/usr/local/sbin/gearmand"):
+        for candidate in SBIN_CANDIDATES:
             if os.access(candidate, os.X_OK):
                 path = candidate
                 break

@@ -219,9 +219,9 @@ class _Top:
         count = len(self.servers)
         title = (f"gearman-ev top  {count} server{'s' if count > 1 else ''}  "
                  f"every {self.interval:g}s  {stamp}")
-        if self.tty:
-            title += "  (q: quit)"
-        return [title, ""] + _table(rows)
+        if not self.tty:
+            return [title] + _table(rows)  # one block per poll, blank lines between
+        return [title + "  (q: quit)", ""] + _table(rows)
 
     def _draw(self):
         lines = self._lines()
