@@ -268,6 +268,19 @@ def test_bg_prints_handles_in_submission_order(gearmand, fname):
     assert functions(gearmand)[fname] == (26, 0, 0)
 
 
+def test_reader_going_away_ends_quietly(gearmand, workers, fname):
+    workers(["-s", gearmand.address], "--concurrency", "8", fname)
+    # 200 KB of results, more than a pipe holds: the reader closes after 5 bytes.
+    proc = subprocess.Popen(CLI + ["-s", gearmand.address, "submit", "-n", "2000", fname,
+                                   "x" * 99], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=clean_env())
+    assert proc.stdout.read(5) == b"xxxxx"
+    proc.stdout.close()
+    assert proc.wait(timeout=30) == 1
+    assert proc.stderr.read() == b""  # no traceback, no complaint
+    proc.stderr.close()
+
+
 def test_high_and_low_priority(gearmand, workers, fname, tmp_path):
     log = tmp_path / "order"
     for args in (["--low", fname, "low"], [fname, "normal"], ["--high", fname, "high"]):
@@ -422,11 +435,11 @@ def test_concurrency_runs_four_at_once(gearmand, workers, fname, tmp_path):
 
 def test_max_jobs_takes_exactly_n(gearmand, workers, fname, tmp_path):
     queue_bg(gearmand, fname, [b"%d" % i for i in range(7)])
-    log = tmp_path / "log"
+    # One file per job: two run at once, so a shared file would interleave.
     worker = workers(["-s", gearmand.address], "--concurrency", "2", "--max-jobs", "3",
-                     fname, "--", "sh", "-c", f'cat >> "{log}"; echo >> "{log}"')
+                     fname, "--", "sh", "-c", f'cat > "{tmp_path}/job.$$"')
     assert worker.wait(timeout=30) == 0
-    assert len(log.read_text().split()) == 3
+    assert len(list(tmp_path.glob("job.*"))) == 3
     assert functions(gearmand)[fname] == (4, 0, 0)  # the rest untouched, nothing requeued
 
 
@@ -654,6 +667,17 @@ def test_top_jobs_per_second_follows_the_queue(own_gearmand, workers, fname):
     # Growing: a negative rate; drained: a positive one.
     assert float(re.search(row % (50, rb"-?\d+\.\d"), out).group(1)) < 0
     assert float(re.search(row % (0, rb"-?\d+\.\d"), out).group(1)) > 0
+
+
+def test_top_ends_quietly_when_its_reader_goes_away(own_gearmand):
+    proc = subprocess.Popen(CLI + ["-s", own_gearmand.address, "top", "--interval", "0.05"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=clean_env())
+    read_until(proc.stdout.fileno(), lambda b: b"JOBS/S" in b, what="a first table")
+    proc.stdout.close()
+    assert proc.wait(timeout=30) == 1
+    assert proc.stderr.read() == b""
+    proc.stderr.close()
 
 
 def top_in_pty(server, tmp_path):

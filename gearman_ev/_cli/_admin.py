@@ -14,6 +14,7 @@ What must stay true here:
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -141,7 +142,8 @@ def run_version(args, specs) -> int:
 
 
 def run_maxqueue(args, specs) -> int:
-    servers, replies = _ask(specs, lambda g, cb: g.maxqueue(args.function, args.size, cb))
+    function = os.fsencode(args.function)  # the bytes the shell passed
+    servers, replies = _ask(specs, lambda g, cb: g.maxqueue(function, args.size, cb))
     return _emit(servers, replies, lambda text: text + "\n")
 
 

@@ -99,10 +99,12 @@ class Server:
         return err
 
 
-def connect(specs: list[str], loop, *, on_error=None, on_connect=None, **options) -> list[Server]:
+def connect(specs: list[str], loop, *, on_error=None, on_connect=None, on_disconnect=None,
+            **options) -> list[Server]:
     """One connection per server, in the given order: each ``Gearman`` gets
     ``options`` (API.md 2) and ``connect_timeout`` unless given.
-    ``on_error(server, err)`` / ``on_connect(server)`` are told as they happen.
+    ``on_error(server, err)``, ``on_connect(server)`` and
+    ``on_disconnect(server)`` are told as they happen.
     """
     options.setdefault("connect_timeout", CONNECT_TIMEOUT)
     servers = []
@@ -119,13 +121,17 @@ def connect(specs: list[str], loop, *, on_error=None, on_connect=None, **options
             if on_connect is not None:
                 on_connect(server)
 
+        def disconnected(server=server):
+            if on_disconnect is not None:
+                on_disconnect(server)
+
+        hooks = dict(loop=loop, on_error=errored, on_connect=connected,
+                     on_disconnect=disconnected)
         kind, *where = parse_server(spec)
         if kind == "unix":
-            server.g = Gearman(path=where[0], loop=loop, on_error=errored,
-                               on_connect=connected, **options)
+            server.g = Gearman(path=where[0], **hooks, **options)
         else:
-            server.g = Gearman(where[0], where[1], loop=loop, on_error=errored,
-                               on_connect=connected, **options)
+            server.g = Gearman(where[0], where[1], **hooks, **options)
         servers.append(server)
     return servers
 

@@ -55,6 +55,8 @@ def run(args, specs) -> int:
     batch.flush()
     for server in servers:
         server.g.disconnect()
+    if batch.broken:
+        raise BrokenPipeError  # main() ends quietly with status 1
     return batch.report()
 
 
@@ -75,9 +77,14 @@ class _Batch:
         self.next_out = 0
         self.pending_out: list = []
         self.pending_size = 0
+        self.broken = False                    # stdout's reader went away
 
     def submit_all(self, method_name, workload):
         args = self.args
+        # Names as the bytes the shell passed (os.fsencode undoes Python's
+        # decoding of argv), like the workload.
+        function = os.fsencode(args.function)
+        unique = None if args.unique is None else os.fsencode(args.unique)
         for index in range(self.n):
             # Round-robin over the servers, the pool's rule for jobs without a
             # unique key (API.md 11).
@@ -86,9 +93,9 @@ class _Batch:
             done = (lambda result, err, index=index, server=server:
                     self._done(index, server, result, err))
             if args.bg:
-                method(args.function, workload, done, unique=args.unique)
+                method(function, workload, done, unique=unique)
             else:
-                method(args.function, workload, done, unique=args.unique,
+                method(function, workload, done, unique=unique,
                        timeout=args.timeout,
                        on_data=lambda data, index=index: self._data(index, data),
                        on_status=lambda num, den, index=index: self._status(index, num, den),
@@ -101,8 +108,7 @@ class _Batch:
     def _data(self, index, data):
         if self.n == 1:
             # One job: its data is its output as it comes (a streaming worker).
-            self.out.write(data)
-            self.out.flush()
+            self._write(data)
         else:
             self.chunks.setdefault(index, []).append(data)
 
@@ -147,11 +153,23 @@ class _Batch:
             self.flush()
 
     def flush(self):
-        if self.pending_out:
-            self.out.write(b"".join(self.pending_out))
-            self.pending_out.clear()
-            self.pending_size = 0
-        self.out.flush()
+        data = b"".join(self.pending_out)
+        self.pending_out.clear()
+        self.pending_size = 0
+        self._write(data)
+
+    def _write(self, data):
+        if self.broken:
+            return
+        try:
+            if data:
+                self.out.write(data)
+            self.out.flush()
+        except BrokenPipeError:
+            # Nobody reads the results any more (`| head`): stop here. (Raised
+            # in a loop callback it would only be logged, and the loop go on.)
+            self.broken = True
+            self.loop.stop()
 
     def report(self) -> int:
         """Say each distinct failure once; the exit status."""

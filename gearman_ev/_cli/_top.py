@@ -105,6 +105,7 @@ class _Top:
         self.previous: dict = {}   # (server, function) -> (total, monotonic time)
         self.rates: dict = {}      # (server, function) -> jobs/s
         self.drawn = False
+        self.broken = False        # stdout's reader went away
         self.watchers = [
             loop.timer(0, self.interval, self._poll),
             loop.signal(signal.SIGINT, self._quit),
@@ -126,9 +127,11 @@ class _Top:
                 server.g.disconnect()
             if restore is not None:
                 restore()
-            if self.tty and self.drawn:
+            if self.tty and self.drawn and not self.broken:
                 self.out.write(SHOW_CURSOR)
                 self.out.flush()
+        if self.broken:
+            raise BrokenPipeError  # main() ends quietly with status 1
         return 0
 
     def _keyboard(self):
@@ -226,16 +229,27 @@ class _Top:
     def _draw(self):
         lines = self._lines()
         if not self.tty:
-            self.out.write("\n".join(lines) + "\n\n")
-            self.out.flush()
+            self._write("\n".join(lines) + "\n\n")
             return
         size = shutil.get_terminal_size()
-        if len(lines) > size.lines - 1:
-            hidden = len(lines) - (size.lines - 2)
-            lines = lines[:size.lines - 2] + [f"({hidden} more rows)"]
-        lines = [line[:size.columns] for line in lines]
+        # A terminal that reports no size (a fresh pty) gets the classic 80x24.
+        height = size.lines if size.lines > 2 else 24
+        width = size.columns if size.columns > 0 else 80
+        if len(lines) > height - 1:
+            hidden = len(lines) - (height - 2)
+            lines = lines[:height - 2] + [f"({hidden} more rows)"]
+        lines = [line[:width] for line in lines]
         head = HIDE_CURSOR + CLEAR if not self.drawn else ""
         self.drawn = True
-        self.out.write(head + HOME + "".join(line + ERASE_LINE + "\n" for line in lines)
-                       + ERASE_BELOW)
-        self.out.flush()
+        self._write(head + HOME + "".join(line + ERASE_LINE + "\n" for line in lines)
+                    + ERASE_BELOW)
+
+    def _write(self, text):
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except BrokenPipeError:
+            # The reader went away (`| head`): quit. (Raised in a loop
+            # callback it would only be logged, and the loop go on.)
+            self.broken = True
+            self.loop.stop()

@@ -11,12 +11,14 @@ on SIGCHLD, and SIGTERM/SIGINT arrive as ev.Signal events too.
 What must stay true here:
 - At most ``--concurrency`` commands run at once. A job is finished (one
   terminal packet) only once its command has both closed stdout and exited.
-- A job that reached us is run, never handed back: no more GRABs go out than
-  there are free slots (and jobs left under ``--max-jobs``), and on
-  SIGTERM/SIGINT the worker stops grabbing, runs what it already holds to the
-  end, reads the answers to the GRABs still out (an ECHO round trip behind
-  them), and exits 0 only then. A second signal stops at once: the server
-  requeues what is left.
+- A job that reached us is run, never handed back. So no connection has
+  more GRABs out than there are free slots (and jobs left under
+  ``--max-jobs``); with several servers each may claim the same slot, and a
+  job that then arrives waits for one (the many-server pool will share one
+  budget). On SIGTERM/SIGINT the worker stops grabbing, runs what it already
+  holds to the end, reads the answers to the GRABs still out (an ECHO round
+  trip behind them), and exits 0 only then. A second signal stops at once:
+  the server requeues what is left.
 - Commands run in their own session: a Ctrl-C at the terminal reaches the
   worker, which finishes them, rather than killing them mid-job.
 """
@@ -51,7 +53,8 @@ def run(args, specs) -> int:
     # reconnect: a worker outlives a gearmand restart; abilities are re-sent.
     worker.servers = connect(specs, loop, reconnect=True,
                              on_error=worker.on_server_error,
-                             on_connect=worker.on_server_connect)
+                             on_connect=worker.on_server_connect,
+                             on_disconnect=worker.on_server_disconnect)
     try:
         worker.start()
     except (TypeError, ValueError) as exc:  # e.g. a function name with a space
@@ -63,10 +66,11 @@ def run(args, specs) -> int:
 class _Task:
     """One job and, with a COMMAND, the process that runs it."""
 
-    __slots__ = ("index", "job", "proc", "reader", "writer", "feed", "chunks", "eof")
+    __slots__ = ("index", "session", "job", "proc", "reader", "writer", "feed", "chunks", "eof")
 
-    def __init__(self, index, job):
+    def __init__(self, index, session, job):
         self.index = index        # which server the job came from
+        self.session = session    # ...on which of its connections
         self.job = job
         self.proc = None
         self.reader = None        # ev.Io on the command's stdout
@@ -79,13 +83,14 @@ class _Task:
 class _Worker:
     def __init__(self, args, loop):
         self.loop = loop
-        self.function = args.function
+        self.function = os.fsencode(args.function)  # the bytes the shell passed
         self.command = args.command or None
         self.concurrency = args.concurrency
         self.max_jobs = args.max_jobs
         self.stream = args.stream
         self.servers: list = []
-        self.in_flight: list = []   # per server: jobs taken and not finished
+        self.in_flight: list = []   # per server: jobs taken on this connection, not finished
+        self.sessions: list = []    # per server: connections lost so far
         self.tasks: set = set()     # running
         self.held = collections.deque()  # taken, waiting for a free slot
         self.taken = 0
@@ -105,6 +110,7 @@ class _Worker:
 
     def start(self):
         self.in_flight = [0] * len(self.servers)
+        self.sessions = [0] * len(self.servers)
         for watcher in self.watchers:
             watcher.start()
         for index, server in enumerate(self.servers):
@@ -215,15 +221,25 @@ class _Worker:
         if self.said.pop(server.name, None) is not None:
             say(f"{server.name}: connected")
 
+    def on_server_disconnect(self, server):
+        # Its jobs still running are stale now (the server requeued them) and
+        # the library counts none in flight on the next connection: neither
+        # do we, or it would be let grab more than the free slots.
+        index = self.servers.index(server)
+        self.sessions[index] += 1
+        self.in_flight[index] = 0
+        self._regrab()
+
     # ===== Jobs =====
 
     def _arrived(self, index, job):
         self.taken += 1
         self.in_flight[index] += 1
+        task = _Task(index, self.sessions[index], job)
         if len(self.tasks) < self.concurrency:
-            self._start(_Task(index, job))
+            self._start(task)
         else:
-            self.held.append(_Task(index, job))
+            self.held.append(task)
         self._regrab()
         if self.max_jobs and self.taken >= self.max_jobs:
             self._begin_stop()
@@ -340,10 +356,16 @@ class _Worker:
     def _done(self, task, ok, result):
         """The job's command is over: free its slot, then send its result."""
         self.tasks.discard(task)
-        self.in_flight[task.index] -= 1
+        if task.session == self.sessions[task.index]:
+            self.in_flight[task.index] -= 1
         self.finished += 1
-        if self.held and not self.aborted:
-            self._start(self.held.popleft())
+        while self.held and not self.aborted:
+            waiting = self.held.popleft()
+            if waiting.session == self.sessions[waiting.index]:
+                self._start(waiting)
+                break
+            # Its connection dropped while it waited: the server has given it
+            # to another worker already; running it would be wasted.
         self._regrab()
         job = task.job
         try:
