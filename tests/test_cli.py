@@ -513,6 +513,17 @@ def test_worker_rides_out_a_server_restart(own_gearmand, workers, fname):
     assert b": connection closed by server\n" in err and b": connected\n" in err, err
 
 
+def test_worker_stops_at_once_while_its_server_is_down(workers, fname):
+    dead = f"127.0.0.1:{free_port()}"
+    worker = workers(["-s", dead], fname, "--", "cat")
+    said = read_until(worker.stderr.fileno(), lambda b: b.endswith(b"\n"), what="the worker")
+    assert said == f"gearman-ev: {dead}: connect: Connection refused\n".encode()
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=20)
+    assert worker.returncode == 0
+    assert err == b""  # the refusals that follow are not said again
+
+
 # ===== Several servers =====
 
 def test_several_servers(gearmand, own_gearmand, workers, fname, tmp_path):

@@ -79,7 +79,7 @@ def _emit(servers, replies, show, as_json=None) -> int:
     server, or one JSON document (``as_json(result) -> value``); the errors on
     stderr. Returns the exit status."""
     failed = 0
-    for server, (result, err) in zip(servers, replies):
+    for server, (_, err) in zip(servers, replies):
         if err is not None:
             failed += 1
             say(f"{server.name}: {err}")
@@ -132,7 +132,7 @@ def run_workers(args, specs) -> int:
 
 
 def _version(text: str) -> str:
-    return text[3:] if text.startswith("OK ") else text
+    return text[3:] if text.startswith("OK ") else text  # (3.9 has no removeprefix)
 
 
 def run_version(args, specs) -> int:
@@ -149,12 +149,8 @@ def run_maxqueue(args, specs) -> int:
 
 def run_shutdown(args, specs) -> int:
     servers, replies = _ask(specs, lambda g, cb: g.shutdown_server(args.graceful, cb))
-    hinted = []
-    for result, err in replies:
-        if err is not None and "UNKNOWN_COMMAND" in err:
-            hinted.append(err)
     status = _emit(servers, replies, lambda text: text + "\n")
-    if hinted:
+    if any(err is not None and "UNKNOWN_COMMAND" in err for _, err in replies):
         say("gearmand 1.1.15 and later have no shutdown command: stop it as a service "
             "(systemctl stop gearman-job-server) or with a signal")
     return status
@@ -165,7 +161,7 @@ def run_ping(args, specs) -> int:
     loop, servers = _servers(specs)
     try:
         first = gather(servers, loop, lambda g, cb: g.echo(b"ping", cb))
-        up = [server for server, (result, err) in zip(servers, first) if err is None]
+        up = [server for server, (_, err) in zip(servers, first) if err is None]
         sent: dict = {}
 
         def timed(g, cb):
@@ -176,7 +172,7 @@ def run_ping(args, specs) -> int:
         for server in servers:
             server.g.disconnect()
     failed = 0
-    for server, (result, err) in zip(servers, first):
+    for server, (_, err) in zip(servers, first):
         if err is None:
             seconds, err = next(second)
         if err is not None:

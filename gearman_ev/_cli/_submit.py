@@ -90,8 +90,10 @@ class _Batch:
             # unique key (API.md 11).
             server = self.servers[index % len(self.servers)]
             method = getattr(server.g, method_name)
-            done = (lambda result, err, index=index, server=server:
-                    self._done(index, server, result, err))
+
+            def done(result, err, index=index, server=server):
+                self._done(index, server, result, err)
+
             if args.bg:
                 method(function, workload, done, unique=unique)
             else:

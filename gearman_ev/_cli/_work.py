@@ -172,9 +172,12 @@ class _Worker:
         self.sync_timer.stop()
         self.sync_timer.start()
         for server in self.servers:
+            if not server.g.is_connected:  # down: nothing of ours can reach it now
+                self.syncing -= 1
+                continue
             try:
                 server.g.echo(b"", self._synced)
-            except GearmanError:  # no connection to confirm anything on
+            except GearmanError:
                 self.syncing -= 1
         if self.syncing == 0:
             self._exit()
