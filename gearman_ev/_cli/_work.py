@@ -98,13 +98,14 @@ class _Worker:
         self.stopping = False
         self.signalled = False
         self.aborted = False
-        self.syncing = 0
-        self.sync_mark = 0
+        self.syncing = 0            # ECHO answers still due in this round
+        self.sync_round = 0
+        self.sync_mark = 0          # jobs finished when the round began
         self.said: dict = {}        # server name -> last error said
         self.watchers = [loop.signal(signal.SIGCHLD, self._on_sigchld)]
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.watchers.append(loop.signal(signum, self._on_stop_signal))
-        self.sync_timer = loop.timer(SYNC_TIMEOUT, 0, lambda w, r: self._exit())
+        self.sync_timer = loop.timer(SYNC_TIMEOUT, 0, self._on_sync_timeout)
 
     # ===== Start, the grab budget, stop =====
 
@@ -167,6 +168,7 @@ class _Worker:
         read every result sent before it."""
         if not self.stopping or self.tasks or self.held or self.syncing or self.aborted:
             return
+        self.sync_round += 1
         self.sync_mark = self.finished
         self.syncing = len(self.servers)
         self.sync_timer.stop()
@@ -176,13 +178,15 @@ class _Worker:
                 self.syncing -= 1
                 continue
             try:
-                server.g.echo(b"", self._synced)
+                server.g.echo(b"", lambda data, err, token=self.sync_round: self._synced(token))
             except GearmanError:
                 self.syncing -= 1
         if self.syncing == 0:
             self._exit()
 
-    def _synced(self, data, err):
+    def _synced(self, token):
+        if token != self.sync_round:
+            return  # an answer to a round the timer gave up on
         self.syncing -= 1
         if self.syncing:
             return
@@ -191,6 +195,11 @@ class _Worker:
             # the ECHO went out): run it, then confirm again.
             self._maybe_exit()
             return
+        self._exit()
+
+    def _on_sync_timeout(self, watcher, revents):
+        self.sync_round += 1  # answers still due no longer count
+        self.syncing = 0
         self._exit()
 
     def _exit(self):
