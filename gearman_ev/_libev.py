@@ -123,7 +123,7 @@ class LibevDriver:
         self._loop._park(exc)
 
     def check_thread(self) -> None:
-        owner = getattr(self._loop, "_running_thread", None)
+        owner = self._loop._running_thread
         if owner is not None and owner != _get_ident():
             raise errors.GearmanError(errors.WRONG_THREAD)
 

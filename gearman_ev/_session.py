@@ -250,6 +250,7 @@ class Session:
         self._slept_at = 0.0
         self._quick_wakes = 0
         self._fork_gen = _fork_gen
+        self.forked = False
         self.c = _codec.new_conn()
         _sessions.add(self)
 
@@ -488,7 +489,10 @@ class Session:
             _codec.free_conn(c)
 
     def _forked(self) -> None:
-        """In a forked child: forget everything without a callback or a byte."""
+        """In a forked child: forget everything without a callback or a byte.
+        DISCONNECTED makes every request take the slow path of ``send``,
+        which names the reason."""
+        self.forked = True
         self._driver.forked()
         self._pending = collections.deque()
         self._waiting = collections.deque()
@@ -512,7 +516,8 @@ class Session:
             args = _snapshot(args)
             self._waiting.append((cmd, args, entry))
         else:
-            raise errors.GearmanError(errors.NOT_CONNECTED)
+            raise errors.GearmanError(errors.USED_AFTER_FORK if self.forked
+                                      else errors.NOT_CONNECTED)
 
     def send3(self, cmd: int, a0: Any, a1: Any, a2: Any, entry: Entry) -> None:
         """``send`` for the three-argument submissions, inlined: the hot path
@@ -599,6 +604,7 @@ class Session:
         epoch = self.epoch
         dispatch = _DISPATCH
         pending = self._pending
+        got = False
         while True:
             mode = pending[0].kind if pending else 0
             n = next_packet(c, mode if mode <= K_TEXT_MARKED else 0, pkt)
@@ -608,7 +614,7 @@ class Session:
             if handler is None:
                 log.debug("gearman_ev: ignoring packet type %d", pkt.cmd)
                 continue
-            self._heard = True
+            got = True
             try:
                 handler(self, pkt)
             except Exception as exc:  # noqa: BLE001 - rule 4
@@ -617,6 +623,8 @@ class Session:
                 return
             if epoch != self.epoch:
                 return  # a callback dropped or replaced the connection
+        if got:
+            self._heard = True
         if n < 0:
             self._drop(_codec.message(n))
             return
