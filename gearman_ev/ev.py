@@ -590,7 +590,9 @@ class _Calls:
 
     def __init__(self, loop: Loop) -> None:
         self._loopref = weakref.ref(loop)
-        self.queue: collections.deque[tuple[Callable[..., object], tuple[Any, ...]]] = collections.deque()
+        # (fn, args): fn(*args) runs at the next drain.
+        self.queue: collections.deque[tuple[Callable[..., object], tuple[Any, ...]]] = \
+            collections.deque()
         self._w: Any = ffi.new("ev_async *")  # a cffi struct
         lib.gm_ev_async_init(self._w)
 
