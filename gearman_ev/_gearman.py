@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
 
 from . import _args, _session, errors, ev
 from ._codec import CMD, MAX_PACKET, NULL, read_capacity, write_capacity
@@ -308,10 +308,18 @@ class Gearman:
             setattr(self._session, name, _args.callback(value, name))
         return property(get, set_, doc=f"The ``{name}`` callback (None to clear).")
 
-    on_error = _get_cb("on_error")
-    on_connect = _get_cb("on_connect")
-    on_disconnect = _get_cb("on_disconnect")
-    on_drain = _get_cb("on_drain")
+    if TYPE_CHECKING:
+        # What the properties below hold, for type checkers (which do not
+        # see through _get_cb): None or a callback of this type.
+        on_error: Optional[ErrorHandler]
+        on_connect: Optional[Hook]
+        on_disconnect: Optional[Hook]
+        on_drain: Optional[Hook]
+    else:
+        on_error = _get_cb("on_error")
+        on_connect = _get_cb("on_connect")
+        on_disconnect = _get_cb("on_disconnect")
+        on_drain = _get_cb("on_drain")
     del _get_cb
 
     # ===== Introspection (API.md 8) =====
