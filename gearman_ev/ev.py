@@ -65,7 +65,7 @@ import threading
 import time
 import weakref
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, cast
 
 from ._ffi import ffi, lib
 
@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     # int or an object with fileno(); call_soon_threadsafe checks fn(*args)
     # the way asyncio's does.
     from _typeshed import FileDescriptorLike
-    from typing_extensions import TypeVarTuple, Unpack
+    from typing_extensions import Self, TypeVarTuple, Unpack
 
     _Ts = TypeVarTuple("_Ts")
 
@@ -659,9 +659,6 @@ def _check_number(name: str, value: float, minimum: float = 0.0) -> float:
     return float(value)
 
 
-_W = TypeVar("_W", bound="Watcher")
-
-
 class Watcher:
     """What every watcher has: start/stop, active, callback, data, priority."""
 
@@ -695,12 +692,12 @@ class Watcher:
         return self._loop
 
     @property
-    def callback(self: _W) -> Callable[[_W, int], object]:
+    def callback(self) -> Callable[[Self, int], object]:
         """Called as ``callback(watcher, revents)``; may be replaced at any time."""
         return self._callback
 
     @callback.setter
-    def callback(self: _W, value: Callable[[_W, int], object]) -> None:
+    def callback(self, value: Callable[[Self, int], object]) -> None:
         if not callable(value):
             raise TypeError("callback must be callable as callback(watcher, revents)")
         self._callback = value

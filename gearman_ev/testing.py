@@ -23,8 +23,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 __all__ = ["LocalGearmand", "GearmandMissing", "find_gearmand", "free_port",
            "gearmand_fixture", "MISSING_MESSAGE", "SBIN_CANDIDATES"]
