@@ -34,8 +34,9 @@ import os
 import weakref
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from . import _codec, errors
+from . import _args, _codec, errors
 from ._codec import CMD, NULL, TEXT_BLOCK, TEXT_LINE, TEXT_MARKED, next_packet, pack4, unpack
+from ._driver import Driver
 
 __all__ = ["Session", "Submission", "Entry", "fork_generation",
            "DISCONNECTED", "CONNECTING", "CONNECTED", "WAITING"]
@@ -125,6 +126,11 @@ class Entry:
         self.cb = cb
 
 
+#: Every managed GRAB shares one entry: it carries no callback, and its kind
+#: is all a reply needs (no allocation per job).
+_MANAGED_GRAB = Entry(K_GRAB_MANAGED, None)
+
+
 class Submission(Entry):
     """A foreground job, from submit to its one terminal callback: its own
     FIFO entry until JOB_CREATED, then listed in ``_active`` by handle."""
@@ -190,7 +196,7 @@ class Session:
     function, unique, workload, counted)`` builds the worker's Job objects.
     """
 
-    def __init__(self, driver: Any, make_job: Callable[..., Any], *, exceptions: bool,
+    def __init__(self, driver: Driver, make_job: Callable[..., Any], *, exceptions: bool,
                  client_id: Optional[bytes], grab_unique: bool, connect_timeout: float,
                  command_timeout: float, reconnect: bool, reconnect_delay: float,
                  max_reconnect_attempts: int, high_water: int) -> None:
@@ -297,6 +303,7 @@ class Session:
         self._start_connect()
 
     def _start_connect(self) -> None:
+        assert self.address is not None  # connect() set it; reconnects reuse it
         self.state = CONNECTING
         self._connect_at = self._driver.now() + self.connect_timeout if self.connect_timeout else 0.0
         self._rearm()
@@ -565,21 +572,28 @@ class Session:
             n = len(args)
             if n == 3:  # submissions
                 a0, a1, a2 = args
-                rc = pack4(c, cmd, 3, a0, len(a0), a1, len(a1), a2, len(a2), NULL, 0)
+                l0, l1, l2 = len(a0), len(a1), len(a2)
+                rc = pack4(c, cmd, 3, a0, l0, a1, l1, a2, l2, NULL, 0)
+                size = 14 + l0 + l1 + l2
             elif n == 2:  # a worker's results and events
                 a0, a1 = args
-                rc = pack4(c, cmd, 2, a0, len(a0), a1, len(a1), NULL, 0, NULL, 0)
+                l0, l1 = len(a0), len(a1)
+                rc = pack4(c, cmd, 2, a0, l0, a1, l1, NULL, 0, NULL, 0)
+                size = 13 + l0 + l1
             elif n == 0:  # GRAB_JOB, PRE_SLEEP
                 rc = pack4(c, cmd, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0)
+                size = 12
             else:
                 a: List[Any] = [NULL, 0, NULL, 0, NULL, 0, NULL, 0]
+                size = 11 + n
                 for i, arg in enumerate(args):
                     a[2 * i] = arg
                     a[2 * i + 1] = len(arg)
+                    size += len(arg)
                 rc = pack4(c, cmd, n, *a)
             if rc != 0:
                 _codec.ensure(rc)  # raises: no FIFO entry without its request
-            self._unsent += 12 + n + sum(len(x) for x in args)
+            self._unsent += size
         if entry is not None:
             if not self._pending and self.command_timeout:
                 self._start_command_clock()
@@ -1019,7 +1033,7 @@ class Session:
         sent = False
         while self._grabs_out < self._grab_limit():
             self._grabs_out += 1
-            self._pack(cmd, (), Entry(K_GRAB_MANAGED, None))
+            self._pack(cmd, (), _MANAGED_GRAB)
             sent = True
         if sent:
             self._flush_soon()
@@ -1120,17 +1134,39 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - reported as the job's failure
             log.exception("gearman_ev: worker callback for %r raised", job.function)
             failure = exc
-        if job.finished or job.epoch != self.epoch or self.closed:
+        if job.finished or job.epoch != self.epoch or self.closed or self.state != CONNECTED:
             return  # finished by the callback itself, or its connection is gone
+        if failure is None:
+            # The usual end of a sync job, without Job.complete's caller
+            # checks: this is the loop's thread, on the job's own connection.
+            if result is None:
+                data = b""
+            elif type(result) is bytes:
+                data = result
+            else:
+                try:
+                    data = _args.payload(result, "result")
+                except TypeError as exc:
+                    log.error("gearman_ev: bad result from %r: %s", job.function, exc)
+                    job.fail()
+                    return
+            handle = job._handle
+            if len(handle) + len(data) + 1 > _codec.MAX_PACKET:
+                log.error("gearman_ev: result of %r too large (%d bytes)", job.function,
+                          len(data))
+                job.fail()
+                return
+            job.finished = True
+            self._pack(CMD.WORK_COMPLETE, (handle, data), None)
+            self._flush_soon()
+            return
         try:
-            if failure is None:
-                job.complete(result)
-            elif self.exceptions:
+            if self.exceptions:
                 job.exception(str(failure))
             else:
                 job.fail()
-        except (TypeError, ValueError) as exc:
-            log.error("gearman_ev: bad result from %r: %s", job.function, exc)
+        except ValueError as exc:  # an exception text past MAX_PACKET
+            log.error("gearman_ev: cannot report %r's failure: %s", job.function, exc)
             job.fail()
 
     # ===== Jobs (called by Job through these public methods) =====
