@@ -704,7 +704,7 @@ class Watcher:
 
     @property
     def active(self) -> bool:
-        """True between ``start()`` and ``stop()`` (a one-shot timer: until it fires)."""
+        """True between ``start()`` and ``stop()``, or until a one-shot timer fires."""
         return bool(lib.gm_ev_is_active(self._w))
 
     @property
@@ -714,8 +714,9 @@ class Watcher:
 
     @property
     def priority(self) -> int:
-        """EV_MINPRI..EV_MAXPRI: of the pending watchers, higher ones run
-        first. Set it only while the watcher is neither active nor pending."""
+        """From EV_MINPRI to EV_MAXPRI, 0 by default; of the pending watchers,
+        higher ones run first. Set it only while the watcher is neither active
+        nor pending."""
         priority: int = lib.gm_ev_priority(self._w)
         return priority
 
@@ -891,8 +892,8 @@ class Timer(Watcher):
 
     @property
     def repeat(self) -> float:
-        """Seconds between firings (0: one-shot); used by the next ``again()``
-        or expiry."""
+        """Seconds between firings, 0 for a one-shot timer; the next
+        ``again()`` or expiry uses it."""
         repeat: float = self._w.repeat
         return repeat
 
