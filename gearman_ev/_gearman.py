@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
 
 from . import _args, _session, errors, ev
 from ._codec import CMD, MAX_PACKET, NULL, read_capacity, write_capacity
@@ -40,7 +40,7 @@ BytesCallback = Callable[[Optional[bytes], Optional[str]], object]   # echo, sub
 HandleCallback = Callable[[Optional[str], Optional[str]], object]    # submit_job_*bg/epoch
 TextCallback = Callable[[Optional[str], Optional[str]], object]      # admin and its helpers
 BoolCallback = Callable[[Optional[bool], Optional[str]], object]     # option, all_yours
-StatusCallback = Callable[[Optional[Dict[str, Any]], Optional[str]], object]  # get_status*
+StatusCallback = Callable[[Optional[dict[str, Any]], Optional[str]], object]  # get_status*
 JobCallback = Callable[[Optional[Job], Optional[str]], object]       # grab_job
 DataHandler = Callable[[bytes], object]          # on_data, on_warning, on_exception
 StatusHandler = Callable[[str, str], object]     # on_status(numerator, denominator)

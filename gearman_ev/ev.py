@@ -651,7 +651,6 @@ def default_loop() -> Loop:
 # ===== Watchers =====
 
 def _check_number(name: str, value: float, minimum: float = 0.0) -> float:
-
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds")
     if not math.isfinite(value) or value < minimum:
@@ -827,7 +826,6 @@ class Io(Watcher):
 
 def _check_io(fd: Any, events: Any) -> tuple[int, int]:
     # Any: these checks are for callers whose values are not what the types say.
-
     if not isinstance(fd, int) or isinstance(fd, bool):
         if not hasattr(fd, "fileno"):
             raise TypeError("fd must be an int or have a fileno() method")
@@ -1047,7 +1045,6 @@ class Signal(Watcher):
 
 
 def _watchers_of(loop: Loop | None, signum: int) -> bool:
-
     if loop is None:
         return False
     return any(isinstance(w, Signal) and w._signum == signum and w.active

@@ -261,7 +261,6 @@ _pytest: ModuleType | None
 try:
     import pytest as _pytest
 except ImportError:  # LocalGearmand without pytest: no plugin to define
-
     _pytest = None
 
 if _pytest is not None:

@@ -183,6 +183,7 @@ class _Top:
         self.due = set(asked)
         for server in asked:
             self.busy.add(server)
+
             def answer(text: str | None, err: str | None, server: Server = server) -> None:
                 self._answer(server, text, err)
 

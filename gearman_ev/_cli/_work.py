@@ -180,6 +180,7 @@ class _Worker:
             if not server.g.is_connected:  # down: nothing of ours can reach it now
                 self.syncing -= 1
                 continue
+
             def synced(data: bytes | None, err: str | None, token: int = self.sync_round) -> None:
                 self._synced(token)
 
