@@ -31,7 +31,7 @@ Callback = Optional[Callable[..., Any]]
 Payload = Union[bytes, bytearray, memoryview, str]
 Name = Union[str, bytes]
 # A Unix socket's path, as os.fspath takes it.
-Path = Union[str, bytes, os.PathLike[str], os.PathLike[bytes]]
+SocketPath = Union[str, bytes, os.PathLike[str], os.PathLike[bytes]]
 
 # The callbacks' types (API.md 3). A command callback is called once as
 # cb(result, err): err is None on success, result is None on failure. What a
@@ -94,7 +94,8 @@ class Gearman:
     """
 
     def __init__(self, host: Optional[Name] = None, port: int = 4730, *,
-                 path: Optional[Path] = None, loop: Optional[ev.Loop] = None, priority: int = 0,
+                 path: Optional[SocketPath] = None, loop: Optional[ev.Loop] = None,
+                 priority: int = 0,
                  keepalive: float = 0, connect_timeout: float = 0,
                  command_timeout: float = 0, reconnect: bool = False,
                  reconnect_delay: float = 1.0, max_reconnect_attempts: int = 0,
@@ -203,7 +204,7 @@ class Gearman:
         port = _args.port(port)
         self._check().connect(("tcp", host, port))
 
-    def connect_unix(self, path: Path) -> None:
+    def connect_unix(self, path: SocketPath) -> None:
         """Connect to a Unix-domain socket (str, bytes or os.PathLike)."""
         if isinstance(path, os.PathLike):
             path = os.fspath(path)
