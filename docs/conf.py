@@ -40,6 +40,9 @@ nitpick_ignore_regex = [
     ("py:class", r"(typing|typing_extensions|collections\.abc|_cffi_backend|cffi)\..*"),
     ("py:class", r"(Callable|Optional|Union|Any|Buffer|ReadableBuffer|CData)"),
     ("py:obj", r"(typing|typing_extensions|collections\.abc)\..*"),
+    # From the standard library and typeshed (no intersphinx here), and type
+    # variables such as call_soon_threadsafe's _Ts.
+    ("py:class", r"os\.PathLike|FileDescriptorLike|_\w+"),
 ]
 
 autodoc_member_order = "bysource"

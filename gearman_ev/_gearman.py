@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
 
 from . import _args, _session, errors, ev
 from ._codec import CMD, MAX_PACKET, NULL, read_capacity, write_capacity
@@ -30,6 +30,25 @@ __all__ = ["Gearman"]
 Callback = Optional[Callable[..., Any]]
 Payload = Union[bytes, bytearray, memoryview, str]
 Name = Union[str, bytes]
+# A Unix socket's path, as os.fspath takes it.
+SocketPath = Union[str, bytes, os.PathLike[str], os.PathLike[bytes]]
+
+# The callbacks' types (API.md 3). A command callback is called once as
+# cb(result, err): err is None on success, result is None on failure. What a
+# callback returns is ignored, hence `object`.
+BytesCallback = Callable[[Optional[bytes], Optional[str]], object]   # echo, submit_job*
+HandleCallback = Callable[[Optional[str], Optional[str]], object]    # submit_job_*bg/epoch
+TextCallback = Callable[[Optional[str], Optional[str]], object]      # admin and its helpers
+BoolCallback = Callable[[Optional[bool], Optional[str]], object]     # option, all_yours
+StatusCallback = Callable[[Optional[dict[str, Any]], Optional[str]], object]  # get_status*
+JobCallback = Callable[[Optional[Job], Optional[str]], object]       # grab_job
+DataHandler = Callable[[bytes], object]          # on_data, on_warning, on_exception
+StatusHandler = Callable[[str, str], object]     # on_status(numerator, denominator)
+ErrorHandler = Callable[[str], object]           # on_error(errstr)
+Hook = Callable[[], object]                      # on_connect, on_disconnect, on_idle
+# A worker function: called as callback(job); a sync one returns the result
+# (bytes, str or None), an async one's return value is ignored.
+WorkerFunction = Callable[[Job], object]
 
 # Admin commands whose reply is a block ending in ".\n" (PROTOCOL.md 7).
 # gearmand 1.1.20 answers these three with a block whatever words follow
@@ -75,14 +94,15 @@ class Gearman:
     """
 
     def __init__(self, host: Optional[Name] = None, port: int = 4730, *,
-                 path: Any = None, loop: Optional[ev.Loop] = None, priority: int = 0,
+                 path: Optional[SocketPath] = None, loop: Optional[ev.Loop] = None,
+                 priority: int = 0,
                  keepalive: float = 0, connect_timeout: float = 0,
                  command_timeout: float = 0, reconnect: bool = False,
                  reconnect_delay: float = 1.0, max_reconnect_attempts: int = 0,
                  exceptions: bool = False, client_id: Optional[Name] = None,
                  grab_unique: bool = False, high_water: int = 64 * 1024 * 1024,
-                 on_error: Callback = None, on_connect: Callback = None,
-                 on_disconnect: Callback = None) -> None:
+                 on_error: Optional[ErrorHandler] = None, on_connect: Optional[Hook] = None,
+                 on_disconnect: Optional[Hook] = None) -> None:
         self._s: Optional[Session] = None  # until set-up is complete, __del__ has nothing to do
         if host is not None and path is not None:
             raise ValueError("cannot specify both 'host' and 'path'")
@@ -184,7 +204,7 @@ class Gearman:
         port = _args.port(port)
         self._check().connect(("tcp", host, port))
 
-    def connect_unix(self, path: Any) -> None:
+    def connect_unix(self, path: SocketPath) -> None:
         """Connect to a Unix-domain socket (str, bytes or os.PathLike)."""
         if isinstance(path, os.PathLike):
             path = os.fspath(path)
@@ -291,10 +311,18 @@ class Gearman:
             setattr(self._session, name, _args.callback(value, name))
         return property(get, set_, doc=f"The ``{name}`` callback (None to clear).")
 
-    on_error = _get_cb("on_error")
-    on_connect = _get_cb("on_connect")
-    on_disconnect = _get_cb("on_disconnect")
-    on_drain = _get_cb("on_drain")
+    if TYPE_CHECKING:
+        # What the properties below hold, for type checkers (which do not
+        # see through _get_cb): None or a callback of this type.
+        on_error: Optional[ErrorHandler]
+        on_connect: Optional[Hook]
+        on_disconnect: Optional[Hook]
+        on_drain: Optional[Hook]
+    else:
+        on_error = _get_cb("on_error")
+        on_connect = _get_cb("on_connect")
+        on_disconnect = _get_cb("on_disconnect")
+        on_drain = _get_cb("on_drain")
     del _get_cb
 
     # ===== Introspection (API.md 8) =====
@@ -325,7 +353,7 @@ class Gearman:
 
     # ===== Client (API.md 5) =====
 
-    def echo(self, data: Payload, cb: Callback = None) -> None:
+    def echo(self, data: Payload, cb: Optional[BytesCallback] = None) -> None:
         """ECHO_REQ. Callback: ``cb(echoed_bytes, err)``."""
         data = _args.payload(data)
         _args.callback(cb)
@@ -354,10 +382,12 @@ class Gearman:
         if seconds:
             s.set_job_deadline(sub, seconds)
 
-    def submit_job(self, func: Name, workload: Payload, cb: Callback = None, *,
+    def submit_job(self, func: Name, workload: Payload, cb: Optional[BytesCallback] = None, *,
                    unique: Optional[Name] = None, timeout: Optional[float] = None,
-                   on_data: Callback = None, on_warning: Callback = None,
-                   on_status: Callback = None, on_exception: Callback = None) -> None:
+                   on_data: Optional[DataHandler] = None,
+                   on_warning: Optional[DataHandler] = None,
+                   on_status: Optional[StatusHandler] = None,
+                   on_exception: Optional[DataHandler] = None) -> None:
         """A foreground job. Terminal callback ``cb(result_bytes, err)``.
 
         Per-event handlers: ``on_data(bytes)``, ``on_warning(bytes)``,
@@ -368,18 +398,22 @@ class Gearman:
         self._submit_fg(CMD.SUBMIT_JOB, func, workload, cb, unique, timeout,
                         on_data, on_warning, on_status, on_exception)
 
-    def submit_job_high(self, func: Name, workload: Payload, cb: Callback = None, *,
+    def submit_job_high(self, func: Name, workload: Payload, cb: Optional[BytesCallback] = None, *,
                         unique: Optional[Name] = None, timeout: Optional[float] = None,
-                        on_data: Callback = None, on_warning: Callback = None,
-                        on_status: Callback = None, on_exception: Callback = None) -> None:
+                        on_data: Optional[DataHandler] = None,
+                        on_warning: Optional[DataHandler] = None,
+                        on_status: Optional[StatusHandler] = None,
+                        on_exception: Optional[DataHandler] = None) -> None:
         """``submit_job`` at high priority."""
         self._submit_fg(CMD.SUBMIT_JOB_HIGH, func, workload, cb, unique, timeout,
                         on_data, on_warning, on_status, on_exception)
 
-    def submit_job_low(self, func: Name, workload: Payload, cb: Callback = None, *,
+    def submit_job_low(self, func: Name, workload: Payload, cb: Optional[BytesCallback] = None, *,
                        unique: Optional[Name] = None, timeout: Optional[float] = None,
-                       on_data: Callback = None, on_warning: Callback = None,
-                       on_status: Callback = None, on_exception: Callback = None) -> None:
+                       on_data: Optional[DataHandler] = None,
+                       on_warning: Optional[DataHandler] = None,
+                       on_status: Optional[StatusHandler] = None,
+                       on_exception: Optional[DataHandler] = None) -> None:
         """``submit_job`` at low priority."""
         self._submit_fg(CMD.SUBMIT_JOB_LOW, func, workload, cb, unique, timeout,
                         on_data, on_warning, on_status, on_exception)
@@ -399,36 +433,40 @@ class Gearman:
         _args.check_size(*args)
         self._check().send(cmd, args, Entry(K_SUBMIT_BG, cb))
 
-    def submit_job_bg(self, func: Name, workload: Payload, cb: Callback = None, *,
+    def submit_job_bg(self, func: Name, workload: Payload,
+                      cb: Optional[HandleCallback] = None, *,
                       unique: Optional[Name] = None) -> None:
         """A background job. Callback ``cb(handle_str, err)`` on JOB_CREATED."""
         self._submit_bg(CMD.SUBMIT_JOB_BG, func, workload, cb, unique)
 
-    def submit_job_high_bg(self, func: Name, workload: Payload, cb: Callback = None, *,
+    def submit_job_high_bg(self, func: Name, workload: Payload,
+                           cb: Optional[HandleCallback] = None, *,
                            unique: Optional[Name] = None) -> None:
         """``submit_job_bg`` at high priority."""
         self._submit_bg(CMD.SUBMIT_JOB_HIGH_BG, func, workload, cb, unique)
 
-    def submit_job_low_bg(self, func: Name, workload: Payload, cb: Callback = None, *,
+    def submit_job_low_bg(self, func: Name, workload: Payload,
+                          cb: Optional[HandleCallback] = None, *,
                           unique: Optional[Name] = None) -> None:
         """``submit_job_bg`` at low priority."""
         self._submit_bg(CMD.SUBMIT_JOB_LOW_BG, func, workload, cb, unique)
 
     def submit_job_epoch(self, func: Name, workload: Payload, epoch: int,
-                         cb: Callback = None, *, unique: Optional[Name] = None) -> None:
+                         cb: Optional[HandleCallback] = None, *,
+                         unique: Optional[Name] = None) -> None:
         """A background job run at ``epoch`` (int Unix seconds).
         Callback ``cb(handle_str, err)``."""
         when = _args.epoch(epoch)
         self._submit_bg(CMD.SUBMIT_JOB_EPOCH, func, workload, cb, unique, when)
 
-    def get_status(self, handle: Name, cb: Callable[..., Any]) -> None:
+    def get_status(self, handle: Name, cb: StatusCallback) -> None:
         """GET_STATUS. ``cb({'handle', 'known', 'running', 'numerator',
         'denominator'}, err)``; known/running are bools."""
         key = _args.handle(handle)
         _args.callback(cb)
         self._check().send(CMD.GET_STATUS, (key,), Entry(K_STATUS, cb))
 
-    def get_status_unique(self, unique: Name, cb: Callable[..., Any]) -> None:
+    def get_status_unique(self, unique: Name, cb: StatusCallback) -> None:
         """GET_STATUS_UNIQUE. ``cb({'unique', 'known', 'running', 'numerator',
         'denominator', 'client_count'}, err)``."""
         key = _args.unique(unique)
@@ -437,7 +475,7 @@ class Gearman:
         _args.callback(cb)
         self._check().send(CMD.GET_STATUS_UNIQUE, (key,), Entry(K_STATUS_UNIQUE, cb))
 
-    def option(self, name: Name, cb: Callback = None) -> None:
+    def option(self, name: Name, cb: Optional[BoolCallback] = None) -> None:
         """OPTION_REQ. ``cb(True, err)``; "exceptions" is re-sent on reconnect."""
         opt = _args.name_token(name, "option name")
         if len(opt) >= 64:
@@ -450,7 +488,7 @@ class Gearman:
 
     # ===== Admin (API.md 7) =====
 
-    def admin(self, command: Name, cb: Callback = None) -> None:
+    def admin(self, command: Name, cb: Optional[TextCallback] = None) -> None:
         """A text command; ``cb(text, err)``. Block replies come whole; a
         one-line reply that starts with "ERR" is delivered as the err."""
         cmd = _args.text(command, "command")
@@ -470,19 +508,19 @@ class Gearman:
         # CRLF: gearmand trims two bytes off some lines (PROTOCOL.md 7).
         self._check().admin(cmd + b"\r\n", kind, cb)
 
-    def server_status(self, cb: Callback = None) -> None:
+    def server_status(self, cb: Optional[TextCallback] = None) -> None:
         """``status``: lines ``FUNC\\tTOTAL\\tRUNNING\\tWORKERS``."""
         self.admin("status", cb)
 
-    def server_workers(self, cb: Callback = None) -> None:
+    def server_workers(self, cb: Optional[TextCallback] = None) -> None:
         """``workers``: one line per connection."""
         self.admin("workers", cb)
 
-    def server_version(self, cb: Callback = None) -> None:
+    def server_version(self, cb: Optional[TextCallback] = None) -> None:
         """``version``: e.g. ``"OK 1.1.20+ds"``."""
         self.admin("version", cb)
 
-    def maxqueue(self, func: Name, size: int, cb: Callback = None) -> None:
+    def maxqueue(self, func: Name, size: int, cb: Optional[TextCallback] = None) -> None:
         """``maxqueue FUNC SIZE``: ``"OK"``."""
         name = _args.name_token(func, "func")
         if isinstance(size, bool) or not isinstance(size, int):
@@ -491,13 +529,14 @@ class Gearman:
             raise ValueError("size must be >= 0")
         self.admin(b"maxqueue " + name + b" " + str(size).encode(), cb)
 
-    def shutdown_server(self, graceful: bool = False, cb: Callback = None) -> None:
+    def shutdown_server(self, graceful: bool = False,
+                        cb: Optional[TextCallback] = None) -> None:
         """``shutdown [graceful]`` (gearmand >= 1.1.15 answers ERR UNKNOWN_COMMAND)."""
         self.admin("shutdown graceful" if graceful else "shutdown", cb)
 
     # ===== Worker (API.md 6) =====
 
-    def register_function(self, name: Name, callback: Callable[[Job], Any], *,
+    def register_function(self, name: Name, callback: WorkerFunction, *,
                           timeout: Optional[float] = None, async_: bool = False) -> None:
         """Serve ``name`` with ``callback(job)``: CAN_DO, or CAN_DO_TIMEOUT
         with ``timeout`` seconds. A sync callback returns the result (bytes,
@@ -538,13 +577,14 @@ class Gearman:
         """SET_CLIENT_ID, now and on every connect."""
         self._check().set_client_id(_args.name_token(client_id, "client_id"))
 
-    def all_yours(self, cb: Callback = None) -> None:
+    def all_yours(self, cb: Optional[BoolCallback] = None) -> None:
         """ALL_YOURS. gearmand 1.1 answers ``cb(None, "INVALID_COMMAND: ...")``;
         a server that takes it silently gives ``cb(True, None)``."""
         _args.callback(cb)
         self._check().all_yours(cb)
 
-    def work(self, on_idle: Callback = None, *, concurrency: Optional[int] = None) -> None:
+    def work(self, on_idle: Optional[Hook] = None, *,
+             concurrency: Optional[int] = None) -> None:
         """Grab and run jobs until ``work_stop()``. ``on_idle()`` fires each
         time the worker goes to sleep. ``concurrency=N`` keeps at most N
         (async) jobs in flight with at most N grabs outstanding."""
@@ -552,7 +592,7 @@ class Gearman:
         limit = _args.concurrency(concurrency)
         self._check().work(on_idle, limit, False)
 
-    def work_one(self, on_idle: Callback = None) -> None:
+    def work_one(self, on_idle: Optional[Hook] = None) -> None:
         """Run exactly one job, then stop; wait for one if none is queued."""
         _args.callback(on_idle, "on_idle")
         self._check().work(on_idle, None, True)
@@ -561,7 +601,7 @@ class Gearman:
         """Stop grabbing; jobs in flight still report their results."""
         self._check().work_stop()
 
-    def grab_job(self, cb: Callable[..., Any]) -> None:
+    def grab_job(self, cb: JobCallback) -> None:
         """One GRAB: ``cb(job, None)`` or ``cb(None, "no job")``."""
         if not callable(cb):
             raise TypeError("cb must be callable as cb(job, err)")

@@ -18,6 +18,7 @@ import argparse
 import math
 import os
 import sys
+from typing import Callable
 
 from . import _admin, _submit, _top, _work
 from ._servers import DEFAULT_SERVER, UsageError, say, server_specs
@@ -43,7 +44,7 @@ class _Formatter(argparse.HelpFormatter):
     """Wraps prose paragraphs; keeps paragraphs with indented lines (the
     examples) as written."""
 
-    def _fill_text(self, text, width, indent):
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
         paragraphs = []
         for paragraph in text.split("\n\n"):
             lines = paragraph.splitlines()
@@ -97,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="SERVER", help=SERVERS_HELP)
     commands = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
 
-    def command(name, run, help, description=None, epilog=None):
+    def command(name: str, run: Callable[[argparse.Namespace, list[str]], int], help: str,
+                description: str | None = None,
+                epilog: str | None = None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[common], help=help,
                                   description=description or help, epilog=epilog,
                                   formatter_class=_Formatter)
@@ -214,15 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     argv, command = _split_work_command(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    sub: argparse.ArgumentParser = args.parser  # the command's own, for its usage line
     if args.command_name == "work":
         if args.command_usage is not None:
-            args.parser.error(f"unexpected {args.command_usage!r}: put the command after --")
+            sub.error(f"unexpected {args.command_usage!r}: put the command after --")
         args.command = command or []
     try:
         specs = server_specs((args.servers_top or []) + (args.servers or []))
-        return args.run(args, specs)
+        status: int = args.run(args, specs)
+        return status
     except UsageError as exc:
-        args.parser.error(str(exc))
+        sub.error(str(exc))
     except KeyboardInterrupt:
         say("interrupted")
         return 1
