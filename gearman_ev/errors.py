@@ -1,5 +1,6 @@
 """Errors as values: every err string the library hands to a callback or to
-``on_error``, and the exceptions the awaitable and blocking front-ends raise.
+``on_error``, or raises as a ``GearmanError``, and the exception classes that
+stand for them.
 
 A callback gets ``(result, err)``; ``err`` is None on success or one of the
 strings below. Compare against these constants rather than literals::
@@ -123,7 +124,14 @@ class ServerError(GearmanError):
 
 
 def exception_for(err: str, data: Optional[bytes] = None) -> GearmanError:
-    """The exception for an err string (``data``: a WORK_EXCEPTION's bytes)."""
+    """The exception that stands for ``err``.
+
+    ``JobFailed``, ``JobTimeout``, ``CommandTimeout`` and ``ConnectionLost``
+    for their strings; ``JobException`` for ``"exception"``, with ``data``
+    (the bytes of the worker's WORK_EXCEPTION, as ``on_exception`` got them)
+    as its ``.data``; ``ServerError`` for a server's refusal (``"CODE: text"``
+    or ``"ERR CODE text"``); a plain ``GearmanError`` for any other string.
+    """
     if err == JOB_FAILED:
         return JobFailed(err)
     if err == EXCEPTION:
