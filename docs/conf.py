@@ -139,7 +139,19 @@ def _check_texts(app):
             log.warning("err string %r (%s) is missing from errors.rst", value, name)
 
 
+def _drop_type_docstrings(app, what, name, obj, options, lines):
+    """A constant with no doc comment of its own would show the docstring of
+    its type (int's, str's): drop that, the page says what the constant is."""
+    if what in ("data", "attribute") and not inspect.isclass(obj):
+        from sphinx.util.docstrings import prepare_docstring
+        type_doc = type(obj).__doc__
+        if type_doc and lines and lines == prepare_docstring(type_doc):
+            lines.clear()
+
+
 def setup(app):
+    # Before napoleon (priority 500) reworks the lines.
+    app.connect("autodoc-process-docstring", _drop_type_docstrings, priority=100)
     app.connect("builder-inited", _check_texts)
     app.connect("env-check-consistency", _check_reference)
     return {"parallel_read_safe": True}

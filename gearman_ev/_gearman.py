@@ -543,7 +543,8 @@ class Gearman:
         str or None); an ``async_=True`` callback finishes the job itself
         with ``job.complete()``, ``job.fail()`` or ``job.exception()``.
 
-        Raises: TypeError for a coroutine function (use ``gearman_ev.aio``).
+        Raises: TypeError for a coroutine function (``async def``): the
+        callback is called as a plain function.
         """
         if not callable(callback):
             raise TypeError("callback must be callable as callback(job)")
