@@ -42,7 +42,7 @@ nitpick_ignore_regex = [
     ("py:obj", r"(typing|typing_extensions|collections\.abc)\..*"),
     # From the standard library and typeshed (no intersphinx here), and type
     # variables such as call_soon_threadsafe's _Ts.
-    ("py:class", r"os\.PathLike|FileDescriptorLike|_\w+"),
+    ("py:class", r"os\.PathLike|FileDescriptorLike|subprocess\.Popen|_\w+"),
 ]
 
 autodoc_member_order = "bysource"
