@@ -26,7 +26,11 @@ What must stay true:
   callback acts only on the lookup it is waiting for, once ``done``.
 - No state outlives a fork: each lookup has its own thread and nothing is
   shared between lookups, so a child never waits on a thread it did not
-  inherit.
+  inherit. (One thing is glibc's, not ours: a child forked while a lookup
+  thread of the parent waited for DNS may get that thread's cached stack,
+  and with it its resolver socket, for its own first lookup thread; that
+  lookup can then wait for the resolver's timeout, or fail. The next
+  thread's socket is its own, so ``reconnect`` gets past it.)
 """
 from __future__ import annotations
 
