@@ -37,7 +37,7 @@ import ssl
 from typing import Any, Optional, Union
 
 from . import errors, ev
-from ._codec import write_pending
+from ._codec import NULL, write_pending
 from ._ffi import ffi, lib
 from ._libev import LibevDriver
 
@@ -51,7 +51,6 @@ _CHUNK = 256 * 1024
 #: bytes, 4 us for 64 KiB). One recv per readable event; the rest waits in
 #: the kernel (libev is level-triggered).
 _READ = 64 * 1024
-_out_ptr = ffi.new("const char **")
 
 
 def client_context(value: Union[bool, ssl.SSLContext]) -> Optional[ssl.SSLContext]:
@@ -97,8 +96,11 @@ class TLSDriver(LibevDriver):
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         self._handshaking = False
-        self._cipher = b""                   # ciphertext the kernel has not taken yet
+        # Ciphertext the kernel has not taken yet. A bytearray: appending is
+        # amortized O(1), and so is dropping what was sent from its front.
+        self._cipher = bytearray()
         self._clean = False                  # the TLS stream may be closed with close_notify
+        self._outp = ffi.new("const char **")  # per object: loops may run in several threads
 
     # ===== Driver interface =====
 
@@ -111,7 +113,7 @@ class TLSDriver(LibevDriver):
         sock = self._sock
         if tls is not None and sock is not None and self._clean:
             session = self._session()
-            if flush and session is not None:
+            if flush and session is not None and session.c != NULL:
                 self._encrypt_all(tls, session.c)
             if not self._cipher or flush:
                 # close_notify behind whatever is queued, in one send the
@@ -120,7 +122,7 @@ class TLSDriver(LibevDriver):
                     tls.unwrap()
                 except (ssl.SSLError, ValueError):
                     pass  # it waits for the server's close_notify: ours is out
-                data = self._cipher + self._out.read()
+                data = bytes(self._cipher) + self._out.read()
                 try:
                     sock.send(data)
                 except OSError:
@@ -136,7 +138,7 @@ class TLSDriver(LibevDriver):
     def _reset_tls(self) -> None:
         self._handshaking = False
         self._clean = False
-        self._cipher = b""
+        self._cipher = bytearray()
         # Fresh BIOs: what the old connection left in them is not ours.
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
@@ -209,25 +211,26 @@ class TLSDriver(LibevDriver):
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError as exc:
-            self._cipher = b""
+            self._cipher = bytearray()
             self._clean = False
             return f"write error: {os.strerror(exc.errno or 0)}"
-        self._cipher = data[n:]
-        if self._cipher and not best_effort and self._wio._handle is None:
+        del data[:n]
+        if data and not best_effort and self._wio._handle is None:
             self._wio.start()
         return None
 
     def _encrypt(self, tls: ssl.SSLObject, c: Any) -> None:
         """One chunk of the codec's queued requests into ciphertext."""
-        n = lib.gm_conn_out(c, _out_ptr)
+        outp = self._outp
+        n = lib.gm_conn_out(c, outp)
         if n:
             n = min(n, _CHUNK)
-            tls.write(ffi.buffer(_out_ptr[0], n))  # a view of the codec's buffer: no copy
+            tls.write(ffi.buffer(outp[0], n))  # a view of the codec's buffer: no copy
             lib.gm_conn_out_consume(c, n)
         self._cipher += self._out.read()
 
     def _encrypt_all(self, tls: ssl.SSLObject, c: Any) -> None:
-        while lib.gm_conn_out(c, _out_ptr):
+        while lib.gm_conn_out(c, self._outp):
             self._encrypt(tls, c)
 
     def _pump(self, session: Any) -> bool:
@@ -247,6 +250,8 @@ class TLSDriver(LibevDriver):
                 return False
             if self._cipher:
                 break  # the write watcher takes it from here
+        if not self._cipher and self._wio._handle is not None:
+            self._wio.stop()  # all sent: nothing to wait for
         left = write_pending(c) + len(self._cipher)
         if left or session._unsent:
             session.written(left)
@@ -344,5 +349,4 @@ class TLSDriver(LibevDriver):
             elif not self._cipher:
                 watcher.stop()
             return
-        watcher.stop()  # _send starts it again if the kernel pushes back
-        self._pump(session)
+        self._pump(session)  # stops the watcher once everything is sent

@@ -14,7 +14,7 @@ import weakref
 
 import pytest
 
-from gearman_ev import Gearman, GearmanError, ev
+from gearman_ev import Gearman, GearmanError, errors, ev
 from gearman_ev._gearmand import LocalGearmand
 from tests.conftest import ask, run_until
 from tests.fix_tls import TLSTerminator, client_context
@@ -284,6 +284,78 @@ def test_a_collected_tls_object_drains_and_closes(tls_gearmand, loop):
     gc.collect()
     assert ref() is None
     assert replies == ["disconnected"]
+
+
+class StalledTLSServer:
+    """Handshakes (OpenSSL, Python's ssl), then reads nothing until
+    ``draining`` is set: the client's kernel buffers fill, then its own."""
+
+    def __init__(self, pki):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(pki.cert), str(pki.key))
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.read = 0
+        self.draining = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(10)
+        conn, _ = self.sock.accept()
+        conn.settimeout(10)
+        with self.ctx.wrap_socket(conn, server_side=True) as s:
+            self.draining.wait(30)
+            s.settimeout(0.5)
+            while True:
+                try:
+                    chunk = s.recv(1 << 20)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                self.read += len(chunk)
+
+    def close(self):
+        self.draining.set()
+        self.thread.join(10)
+        self.sock.close()
+
+
+def test_high_water_refuses_then_drains_over_tls(pki, loop):
+    srv = StalledTLSServer(pki)
+    try:
+        drained, up = [], []
+        hw = 1 << 20
+        g = Gearman("127.0.0.1", srv.port, loop=loop, ssl=client_context(pki.ca),
+                    high_water=hw, on_connect=lambda: up.append(1))
+        g.on_drain = lambda: drained.append(True)
+        run_until(loop, lambda: up, what="handshake")
+        payload = b"x" * 65536
+        refused_in_a_row = 0
+        for _ in range(5000):  # bounded; the kernel's buffers fill first, then ours
+            try:
+                g.submit_job_bg("f", payload)
+                refused_in_a_row = 0
+            except GearmanError as exc:
+                assert str(exc) == errors.WRITE_BUFFER_FULL
+                assert not g.writable
+                refused_in_a_row += 1
+                if refused_in_a_row >= 20:
+                    break  # the loop ran between these: nothing more drains
+                loop.start(ev.EVRUN_NOWAIT)  # let the loop write what the kernel takes
+        assert refused_in_a_row >= 20
+        # Held back in the codec, not encrypted ahead of the kernel: at most
+        # one chunk of ciphertext waits beside it.
+        assert g.buffer_sizes[1] <= 4 * hw
+        assert len(g._driver._cipher) <= 256 * 1024 + 16 * 1024
+        drained.clear()
+        srv.draining.set()
+        run_until(loop, lambda: drained, timeout=20, what="on_drain")
+        assert drained == [True] and g.writable
+        g.submit_job_bg("f", b"after")  # accepted again
+    finally:
+        srv.close()
 
 
 # ===== Arguments =====
