@@ -17,6 +17,7 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -43,7 +44,6 @@ def plain_relay(target_host: str, target_port: int) -> tuple[subprocess.Popen, i
                              f"TCP:{target_host}:{target_port},nodelay"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
-    import socket
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -60,9 +60,8 @@ def measure(host, port, ssl_ctx, args):
                 server_hostname="localhost" if ssl_ctx else None)
     payload = b"x" * args.size
     sequential(g, loop, 200, payload)  # connected, handshaken and warm
-    rows = {}
-    for name, fn, n in (("pipelined", pipelined, args.n), ("sequential", sequential, args.seq)):
-        rows[name] = [fn(g, loop, n, payload) for _ in range(args.runs)]
+    rows = {"pipelined": [pipelined(g, loop, args.n, payload)],
+            "sequential": [sequential(g, loop, args.seq, payload)]}
     g.disconnect()
     return rows
 
@@ -71,7 +70,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=20000, help="pipelined jobs per run (default 20000)")
     ap.add_argument("--seq", type=int, default=2000, help="sequential round trips (default 2000)")
-    ap.add_argument("--runs", type=int, default=3, help="runs of each; the median is shown")
+    ap.add_argument("--runs", type=int, default=5, help="rounds of each; the median is shown")
     ap.add_argument("--size", type=int, default=10, help="payload bytes (default 10)")
     args = ap.parse_args(argv)
 
@@ -97,26 +96,26 @@ def main(argv=None):
             ways = (("plain, direct", server.host, server.port, None),
                     ("plain, socat relay", "127.0.0.1", relay_port, None),
                     ("TLS, socat terminator", term.host, term.port, term.context()))
-            results = {}
-            for label, host, port, ctx in ways:
-                results[label] = measure(host, port, ctx, args)
+            # Rounds alternate between the three ways, so that other load on
+            # the machine spreads over all of them alike.
+            results = {label: {"pipelined": [], "sequential": []} for label, *_ in ways}
+            for _ in range(args.runs):
+                for label, host, port, ctx in ways:
+                    for workload, samples in measure(host, port, ctx, args).items():
+                        results[label][workload] += samples
             for workload in ("pipelined", "sequential"):
                 print(workload)
-                base = None
+                medians = {}
                 for label, *_ in ways:
                     samples = results[label][workload]
                     rate = statistics.median(r for r, _ in samples)
                     cpu = statistics.median(c for _, c in samples)
-                    base = base or (label, rate, cpu)
+                    medians[label] = rate, cpu
                     print(f"  {label:<24}{rate:>9,.0f} jobs/s  client CPU {cpu * 1e6:6.1f} µs/job")
-                relay_rate, relay_cpu = (statistics.median(v[i] for v in
-                                                           results["plain, socat relay"][workload])
-                                         for i in (0, 1))
-                tls_rate, tls_cpu = (statistics.median(v[i] for v in
-                                                       results["TLS, socat terminator"][workload])
-                                     for i in (0, 1))
+                (relay_rate, relay_cpu), (tls_rate, tls_cpu) = (
+                    medians["plain, socat relay"], medians["TLS, socat terminator"])
                 print(f"  TLS / plain relay: {tls_rate / relay_rate:.2f}x jobs/s, "
-                      f"+{(tls_cpu - relay_cpu) * 1e6:.1f} µs client CPU per job")
+                      f"{(tls_cpu - relay_cpu) * 1e6:+.1f} µs client CPU per job")
         finally:
             if worker is not None and worker.is_alive():
                 worker.terminate()
