@@ -289,6 +289,18 @@ class TLSDriver(LibevDriver):
                 return  # not done yet, failed, or on_connect closed it
             # Records that came behind the handshake (session tickets) are
             # read below, as on any later event.
+        # As on the plain path: requests that callbacks queue during this
+        # event go out when it ends, in one pass (see LibevDriver.flush_soon).
+        outer, self._event_depth = self._event_depth, self._loop._depth
+        try:
+            self._decrypt(session, tls, bool(data))
+        finally:
+            self._event_depth = outer
+        if session.flush_asked:
+            self._on_prepare(self._flusher, 0)  # checks that the connection is still up
+
+    def _decrypt(self, session: Any, tls: ssl.SSLObject, more: bool) -> None:
+        """Feed the session every plaintext byte the incoming BIO yields."""
         epoch = session.epoch
         while True:
             try:
@@ -309,7 +321,7 @@ class TLSDriver(LibevDriver):
             session.feed(plain)
             if session.epoch != epoch or self._tls is not tls:
                 return  # a callback closed or replaced the connection
-            if data and not self._in.pending and not tls.pending():
+            if more and not self._in.pending and not tls.pending():
                 # All taken and decrypted: one more read would only raise
                 # SSLWantReadError, which costs as much as the read itself.
                 break

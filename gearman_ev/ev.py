@@ -202,10 +202,16 @@ def _install_sigint():
     """Put _on_sigint in place of Python's default SIGINT handler (main thread
     only); return the undo, or None when SIGINT is left as it is."""
     try:
-        if _signal.getsignal(_signal.SIGINT) is not _signal.default_int_handler:
-            return None  # the user's own handler, SIG_IGN/SIG_DFL, or ours already
+        current = _signal.getsignal(_signal.SIGINT)
     except ValueError:
         return None
+    if current is _on_sigint and not _running():
+        # Ours, yet no loop runs in this thread: a forced KeyboardInterrupt
+        # cut short the start() that should have put the default back. Take
+        # it over, so that this start() does.
+        current = _signal.default_int_handler
+    if current is not _signal.default_int_handler:
+        return None  # the user's own handler, SIG_IGN/SIG_DFL, or an outer start()'s
     owner = _signal_owner.get(_signal.SIGINT)
     if owner is not None and _watchers_of(owner[0](), _signal.SIGINT):
         # libev owns SIGINT for a Signal watcher; Python's signal() would
@@ -414,11 +420,12 @@ class Loop:
         # may touch libev's count of active watchers (ev_ref/ev_unref are not
         # thread-safe), so "alive while something is queued" cannot be
         # switched on by the calling thread; the only thread-safe way would be
-        # an Async referenced for the loop's whole life, and then start()
-        # would never return on its own once this method exists. Like the
-        # wakeup fd, the queue is plumbing: it must not change when start()
-        # returns. libuv programs unref their wake-up handles for the same
-        # reason.
+        # an Async referenced for the loop's whole life, and then no start()
+        # would ever return on its own. Like the wakeup fd, the queue is
+        # plumbing: it must not change when start() returns (libuv-based
+        # runtimes unref their internal wake-up handles for the same reason).
+        # A program fed by other threads already has a watcher that keeps it
+        # running; a blocking client in a daemon thread keeps its own.
         if not callable(fn):
             raise TypeError("fn must be callable")
         ptr = self._live()
