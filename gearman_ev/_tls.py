@@ -46,7 +46,7 @@ from ._codec import NULL, write_pending
 from ._ffi import ffi, lib
 from ._libev import LibevDriver
 
-__all__ = ["TLSDriver", "client_context", "reason"]
+__all__ = ["TLSDriver", "client_context", "reason", "HANDSHAKE_EOF"]
 
 #: Plaintext taken from the codec per encryption step (16 TLS records).
 _CHUNK = 256 * 1024
@@ -86,6 +86,18 @@ def reason(exc: BaseException) -> str:
     if text.endswith(")") and " (_ssl.c:" in text:
         text = text.rsplit(" (_ssl.c:", 1)[0]
     return f"tls: {text}"
+
+
+#: What a handshake cut short by the server's end of the stream reports,
+#: whatever words this Python's ssl module has for it.
+HANDSHAKE_EOF = "tls: connection closed during handshake"
+
+
+def _is_eof(exc: ssl.SSLError) -> bool:
+    """The TCP stream ended (with or without close_notify). Python 3.9 on
+    OpenSSL 3 reports an EOF without close_notify as a plain SSLError."""
+    return (isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
+            or getattr(exc, "reason", None) == "UNEXPECTED_EOF_WHILE_READING")
 
 
 class TLSDriver(LibevDriver):
@@ -181,7 +193,7 @@ class TLSDriver(LibevDriver):
         except ssl.SSLError as exc:
             self._cipher += self._out.read()  # the alert that tells the server why
             self._send(best_effort=True)
-            self._connect_failed(reason(exc))
+            self._connect_failed(HANDSHAKE_EOF if _is_eof(exc) else reason(exc))
             return
         self._cipher += self._out.read()
         err = self._send()
@@ -307,12 +319,12 @@ class TLSDriver(LibevDriver):
                 plain = tls.read(_READ)
             except ssl.SSLWantReadError:
                 break
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                plain = b""
             except ssl.SSLError as exc:
-                self._clean = False
-                session.connection_lost(reason(exc))
-                return
+                if not _is_eof(exc):
+                    self._clean = False
+                    session.connection_lost(reason(exc))
+                    return
+                plain = b""
             if not plain:
                 # close_notify, or the TCP stream ended: the server is gone.
                 self._clean = False
