@@ -196,7 +196,7 @@ def test_failed_handshakes_count_as_attempts(tls_gearmand, pki, loop):
 
 # ===== Reconnect and close =====
 
-def test_terminator_restart_reconnects_and_handshakes_again(own_gearmand, pki, loop):
+def test_terminator_restart_reconnects_and_handshakes_again(own_gearmand, pki, loop, fname):
     term = TLSTerminator(pki, own_gearmand.host, own_gearmand.port).start()
     try:
         events = []
@@ -204,18 +204,30 @@ def test_terminator_restart_reconnects_and_handshakes_again(own_gearmand, pki, l
                     reconnect_delay=0.1, on_connect=lambda: events.append("connect"),
                     on_disconnect=lambda: events.append("disconnect"),
                     on_error=lambda e: events.append(e))
+        worker_up = []
+        worker = Gearman(term.host, term.port, loop=loop, ssl=term.context(), reconnect=True,
+                         reconnect_delay=0.1, on_connect=lambda: worker_up.append(True))
+        serve(worker, fname)
         assert ask(loop, g.echo, b"before") == (b"before", None)
+        assert ask(loop, g.submit_job, fname, b"one") == (b"eno", None)
         term.stop()
         run_until(loop, lambda: "disconnect" in events, what="the drop")
+        # Asked while there is no connection: waits for the next one.
+        later = []
+        g.submit_job(fname, b"two", lambda r, e: later.append((r, e)))
         term.start()
-        run_until(loop, lambda: events.count("connect") == 2, timeout=10, what="reconnect")
+        run_until(loop, lambda: later, timeout=10, what="the job queued across the restart")
+        assert later == [(b"owt", None)]       # the worker re-registered over its new TLS
+        assert len(worker_up) == 2
         assert ask(loop, g.echo, b"after") == (b"after", None)
+        assert events.count("connect") == 2
         assert events[0] == "connect" and events[1] == "disconnect"
         assert events[2] in ("connection closed by server", "read error: Connection reset by peer")
         assert events[-1] == "connect"
         # Attempts while socat was down were refused connects, never half handshakes.
         assert set(events[3:-1]) <= {"connect: Connection refused"}
         g.disconnect()
+        worker.disconnect()
     finally:
         term.stop()
 
