@@ -156,9 +156,6 @@ class TLSDriver(LibevDriver):
         self._handshaking = False
         self._clean = False
         self._cipher = bytearray()
-        # Fresh BIOs: what the old connection left in them is not ours.
-        self._in = ssl.MemoryBIO()
-        self._out = ssl.MemoryBIO()
 
     # ===== Handshake =====
 
@@ -167,6 +164,9 @@ class TLSDriver(LibevDriver):
         connection when it completed."""
         hostname = self._server_hostname or self._host
         self._reset_tls()
+        # Fresh BIOs: what an old connection left in them is not this one's.
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
         try:
             self._tls = self._context.wrap_bio(self._in, self._out, server_side=False,
                                                server_hostname=hostname)
