@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import inspect
 import os
+import ssl as _ssl  # the parameter is called ssl
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
-from . import _args, _session, errors, ev
+from . import _args, _session, _tls, errors, ev
 from ._codec import CMD, MAX_PACKET, NULL, read_capacity, write_capacity
 from ._job import Job
 from ._libev import LibevDriver
 from ._session import (K_ECHO, K_OPTION, K_STATUS, K_STATUS_UNIQUE, K_SUBMIT_BG, K_TEXT_BLOCK,
                        K_TEXT_LINE, K_TEXT_MARKED, STATE_NAMES, Ability, Entry, Session,
                        Submission)
-
-if TYPE_CHECKING:
-    import ssl as _ssl
 
 __all__ = ["Gearman"]
 
@@ -117,10 +115,7 @@ class Gearman:
         for name, cb in (("on_error", on_error), ("on_connect", on_connect),
                          ("on_disconnect", on_disconnect)):
             _args.callback(cb, name)
-        context = None
-        if ssl is not None:
-            from . import _tls  # the ssl module only for those who use it
-            context = _tls.client_context(ssl)
+        context = None if ssl is None else _tls.client_context(ssl)
         if server_hostname is not None:
             if not isinstance(server_hostname, str):
                 raise TypeError("server_hostname must be a str")
