@@ -13,7 +13,9 @@ skips NSS (no nss-myhostname, nss-mdns, LDAP, container or systemd
 resolvers), orders addresses its own way and has its own error texts, so
 names that resolve today could stop resolving; it would also be a second
 compiled dependency whose channel must be rebuilt after fork. A lookup runs
-once per connect, where a thread costs ~0.1 ms next to the lookup itself.
+once per connect attempt; a thread costs ~0.08 ms to start and end
+(measured 2026-11-30), more than an /etc/hosts answer (~0.02 ms) but little
+next to a DNS round trip, and IP literals need none.
 
 What must stay true:
 - The loop never waits for a name: ``numeric`` passes AI_NUMERICHOST, which
