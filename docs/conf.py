@@ -39,6 +39,7 @@ nitpick_ignore_regex = [
     ("py:class", r"gearman_ev\._.*"),
     ("py:class", r"(typing|typing_extensions|collections\.abc|_cffi_backend|cffi)\..*"),
     ("py:class", r"(Callable|Optional|Union|Any|Buffer|ReadableBuffer|CData)"),
+    ("py:class", r"ssl\..*"),  # the standard library's ssl types: no page here
     ("py:obj", r"(typing|typing_extensions|collections\.abc)\..*"),
     # From the standard library and typeshed (no intersphinx here), and type
     # variables such as call_soon_threadsafe's _Ts.

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import inspect
 import os
+import ssl as _ssl  # the parameter is called ssl
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
 
-from . import _args, _session, errors, ev
+from . import _args, _session, _tls, errors, ev
 from ._codec import CMD, MAX_PACKET, NULL, read_capacity, write_capacity
 from ._job import Job
 from ._libev import LibevDriver
@@ -88,6 +89,16 @@ class Gearman:
         on_connect: ``on_connect()`` once the connection is up.
         on_disconnect: ``on_disconnect()`` after an established connection
             ended and its pending callbacks were drained.
+        ssl: TLS to the server (API.md 15): an ``ssl.SSLContext``
+            (``PROTOCOL_TLS_CLIENT``), or True for
+            ``ssl.create_default_context()``. The handshake is part of every
+            connect (``connect_timeout`` covers it; reconnects handshake
+            again); certificate and handshake failures are
+            ``on_error("tls: <reason>")`` and count as failed attempts.
+            Also over a Unix socket (a bridge to a remote TLS terminator),
+            where ``server_hostname`` is needed if the context checks names.
+        server_hostname: the name the server's certificate must match and
+            that is sent as SNI (default: the host connected to).
 
     Every time is in seconds. Raises TypeError / ValueError for bad
     arguments, before any I/O.
@@ -102,7 +113,9 @@ class Gearman:
                  exceptions: bool = False, client_id: Optional[Name] = None,
                  grab_unique: bool = False, high_water: int = 64 * 1024 * 1024,
                  on_error: Optional[ErrorHandler] = None, on_connect: Optional[Hook] = None,
-                 on_disconnect: Optional[Hook] = None) -> None:
+                 on_disconnect: Optional[Hook] = None,
+                 ssl: Union[None, bool, _ssl.SSLContext] = None,
+                 server_hostname: Optional[str] = None) -> None:
         self._s: Optional[Session] = None  # until set-up is complete, __del__ has nothing to do
         if host is not None and path is not None:
             raise ValueError("cannot specify both 'host' and 'path'")
@@ -122,9 +135,23 @@ class Gearman:
         for name, cb in (("on_error", on_error), ("on_connect", on_connect),
                          ("on_disconnect", on_disconnect)):
             _args.callback(cb, name)
+        context = None if ssl is None else _tls.client_context(ssl)
+        if server_hostname is not None:
+            if not isinstance(server_hostname, str):
+                raise TypeError("server_hostname must be a str")
+            if not server_hostname:
+                raise ValueError("server_hostname must not be empty")
+            if context is None:
+                raise ValueError("server_hostname is only meaningful with ssl")
         self._loop = loop
         self._priority = priority
-        self._driver = driver = LibevDriver(loop, priority, keepalive)
+        self._context = context
+        self._server_hostname = server_hostname
+        if context is None:
+            self._driver = driver = LibevDriver(loop, priority, keepalive)
+        else:
+            self._driver = driver = _tls.TLSDriver(loop, priority, keepalive, context,
+                                                   server_hostname)
         session = Session(driver, Job, exceptions=bool(exceptions), client_id=client_id_b,
                           grab_unique=bool(grab_unique), connect_timeout=connect_timeout,
                           command_timeout=command_timeout, reconnect=bool(reconnect),
@@ -214,6 +241,10 @@ class Gearman:
             raise TypeError("path must be a str, bytes or os.PathLike")
         if not path or b"\0" in path:
             raise ValueError("path must be non-empty and hold no NUL")
+        if self._context is not None and self._context.check_hostname \
+                and self._server_hostname is None:
+            raise ValueError("ssl over a Unix socket needs server_hostname= (the name "
+                             "the server's certificate is checked against)")
         self._check().connect(("unix", path))
 
     def disconnect(self) -> None:

@@ -130,7 +130,7 @@ TESTED = {
     "client", "worker", "pipeline", "background", "scheduled", "unique", "event_client",
     "fanout", "priority_queue", "json_payload", "retry", "async_worker", "worker_pool",
     "graceful_worker", "cron_consumer", "exceptions", "admin", "monitoring", "reconnect",
-    "multi_server", "unix_socket", "error_handling", "embed_libev", "threads",
+    "multi_server", "unix_socket", "error_handling", "embed_libev", "threads", "tls",
 }
 
 
@@ -432,6 +432,16 @@ def test_unix_socket(gearmand, tmp_path):
     assert out[0] == "echo: b'ping'"
     assert re.fullmatch(r"version: 'OK 1\.\S+'", out[1])
     assert out[2] == "job: b'HELLO OVER A UNIX SOCKET!'" and len(out) == 3
+
+
+def test_tls(tls_gearmand, pki):
+    # tls_gearmand: socat OPENSSL-LISTEN in front of the test gearmand (tests/fix_tls.py).
+    out = lines(run("tls", tls_gearmand, "--ca", str(pki.ca)))
+    assert out[:2] == ["client: TLS handshake done", "echo: b'ping'"]
+    assert re.fullmatch(r"version: 'OK 1\.\S+'", out[2])
+    assert out[3:] == ["job: b'HELLO OVER TLS!'", "untrusted echo: disconnected",
+                       "untrusted: tls: certificate verify failed: "
+                       "unable to get local issuer certificate"]
 
 
 def test_unix_socket_missing_path(gearmand, tmp_path):
