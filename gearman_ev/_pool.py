@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 import weakref
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -26,13 +27,14 @@ from ._codec import CMD, MAX_PACKET
 from ._gearman import Gearman
 from ._job import Job
 from ._libev import _weak_method
-from ._routing import FirstKnown, Gather, GrabCap, HandleNote, Router, parse_servers
+from ._routing import FirstKnown, Gather, GrabCap, Router, parse_servers
 from ._session import (CONNECTED, K_ECHO, K_STATUS, K_STATUS_UNIQUE, K_SUBMIT_BG, Entry,
                        Submission)
 
 __all__ = ["GearmanPool"]
 
 log = logging.getLogger("gearman_ev")
+_get_ident = threading.get_ident
 
 Callback = Optional[Callable[..., Any]]
 Payload = Union[bytes, bytearray, memoryview, str]
@@ -103,6 +105,7 @@ class GearmanPool:
                     on_error=on_error, on_connect=on_connect, on_disconnect=on_disconnect)
             for _ in specs)
         self._servers = conns
+        self._first = conns[0]._session
         self._specs = specs
         self._loop = loop = conns[0]._loop
         self._call = _guard(loop)
@@ -134,12 +137,11 @@ class GearmanPool:
 
     def __del__(self) -> None:
         router = getattr(self, "_router", None)
-        if router is None:
-            return
+        if router is None or self._servers[0]._session._fork_gen != _session.fork_generation():
+            return  # not set up; or inherited across fork: the parent's, not to touch
         try:
             self._timer.stop()
-            if self._servers[0]._session._fork_gen == _session.fork_generation():
-                router.close()  # what waited for a server gets "disconnected"
+            router.close()  # what waited for a server gets "disconnected"
         except Exception:  # noqa: BLE001 - nothing may escape a finalizer
             pass
 
@@ -154,9 +156,14 @@ class GearmanPool:
         return r
 
     def _check(self) -> Router:
-        """The router, if this thread and process may use the pool now."""
-        self._servers[0]._check()  # used after fork / wrong thread
-        return self._r
+        """The router, if this thread and process may use the pool now
+        (``Gearman._check``'s rules, inlined: every request passes here)."""
+        if self._first._fork_gen != _session._fork_gen:
+            raise errors.GearmanError(errors.USED_AFTER_FORK)
+        owner = getattr(self._loop, "_running_thread", None)
+        if owner is not None and owner != _get_ident():
+            raise errors.GearmanError(errors.WRONG_THREAD)
+        return self._router  # type: ignore[return-value]
 
     def _on_timer(self, watcher: Any, revents: int) -> None:
         self._r.on_deadline()
@@ -288,9 +295,14 @@ class GearmanPool:
             args = (fname, ukey, epoch, load)
             _args.check_size(*args)
         router = self._check()
-        # With a callback, the handle is noted with its server, for get_status.
-        entry = Entry(K_SUBMIT_BG, HandleNote(router, cb, -1) if cb is not None else None)
-        router.dispatch(cmd, args, entry, ukey or None)
+        # With a callback, the server that creates the handle notes it with
+        # the router (Router.created), for get_status.
+        entry = Entry(K_SUBMIT_BG, cb)
+        i = router.pick(ukey or None)
+        if i < 0 or epoch is not None:
+            router.dispatch(cmd, args, entry, ukey or None)
+            return
+        router.sessions[i].send3(cmd, fname, ukey, load, entry)  # the hot path, as _submit_fg
 
     def submit_job_bg(self, func: Name, workload: Payload, cb: Callback = None, *,
                       unique: Optional[Name] = None) -> None:

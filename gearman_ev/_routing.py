@@ -50,11 +50,12 @@ from ._session import (CONNECTED, CONNECTING, DISCONNECTED, K_SUBMIT, Entry, Ses
                        fail_detached)
 
 __all__ = ["ServerSpec", "parse_server", "parse_servers", "key_order", "Router", "GrabCap",
-           "Gather", "FirstKnown", "HandleNote", "HANDLE_MEMORY", "DEFAULT_PORT"]
+           "Gather", "FirstKnown", "HANDLE_MEMORY", "DEFAULT_PORT"]
 
 DEFAULT_PORT = 4730
-#: Background handles remembered for get_status; older ones are asked of
-#: every server instead. 64 Ki handles of ~60 bytes: a few MiB at most.
+#: Background handles remembered for get_status: the newest half of this
+#: many at least, this many at most; older ones are asked of every server
+#: instead. 64 Ki handles of ~60 bytes: a few MiB at most.
 HANDLE_MEMORY = 65536
 
 Call = Callable[..., Any]
@@ -236,24 +237,6 @@ class FirstKnown:
         return done
 
 
-class HandleNote:
-    """A background submission's callback through a pool: the handle is
-    noted with the server that created it, then the user's ``cb`` runs.
-    ``server`` follows the request when failover moves it."""
-
-    __slots__ = ("router", "cb", "server")
-
-    def __init__(self, router: Router, cb: Call, server: int) -> None:
-        self.router = router
-        self.cb = cb
-        self.server = server
-
-    def __call__(self, handle: Optional[str], err: Optional[str]) -> None:
-        if err is None and handle:
-            self.router.remember(handle, self.server)
-        self.cb(handle, err)
-
-
 # ===== The worker's one cap =====
 
 class GrabCap:
@@ -358,7 +341,11 @@ class Router:
         # Per server, fan-out parts waiting for its first connect.
         self._waiters: List[List[Tuple[Callable[[], None], Callable[[str], None]]]] = \
             [[] for _ in self.sessions]
-        self._handles: "collections.OrderedDict[str, int]" = collections.OrderedDict()
+        # Two generations of plain dicts: when the newer one fills half the
+        # memory it becomes the older and the older is forgotten (O(1), no
+        # per-handle bookkeeping on the background hot path).
+        self._handles: Dict[str, int] = {}
+        self._old_handles: Dict[str, int] = {}
         self.grab_cap: Optional[GrabCap] = None
         self.closing = False
         #: Requests a dropped server handed back unwritten, routed again.
@@ -411,12 +398,6 @@ class Router:
         if self.hopeless():
             raise errors.GearmanError(errors.NOT_CONNECTED)
 
-    def sent(self, i: int, entry: Entry) -> None:
-        """Bookkeeping after a request went to server i."""
-        cb = entry.cb
-        if type(cb) is HandleNote:
-            cb.server = i
-
     def dispatch(self, cmd: Optional[int], args: Any, entry: Entry, key: Optional[bytes],
                  timeout: float = 0.0) -> None:
         """Send a new request where ``pick`` says, or hold it until a server
@@ -431,7 +412,6 @@ class Router:
             s.send(cmd, args, entry)
             if timeout:
                 s.set_job_deadline(entry, timeout)  # type: ignore[arg-type]
-            self.sent(i, entry)
             return
         self.check_open()
         if timeout:
@@ -507,7 +487,6 @@ class Router:
             j = self.pick(key)
             if j >= 0:
                 self.sessions[j].adopt(cmd, args, entry)
-                self.sent(j, entry)
             else:
                 self._park(cmd, args, entry, key)
         waiters, self._waiters[i] = self._waiters[i], []
@@ -543,7 +522,6 @@ class Router:
                 keep.append(p)
                 continue
             self.sessions[j].adopt(p.cmd, p.args, p.entry)
-            self.sent(j, p.entry)
         for go in ready:
             go()
 
@@ -587,15 +565,21 @@ class Router:
     def remember(self, handle: str, server: int) -> None:
         handles = self._handles
         handles[handle] = server
-        handles.move_to_end(handle)
-        if len(handles) > HANDLE_MEMORY:
-            handles.popitem(last=False)
+        if len(handles) >= HANDLE_MEMORY // 2:
+            self._old_handles, self._handles = handles, {}
 
     def server_of(self, handle: str) -> Optional[int]:
-        return self._handles.get(handle)
+        server = self._handles.get(handle)
+        return self._old_handles.get(handle) if server is None else server
+
+    def created(self, session: Session, handle: str) -> None:
+        """A session got a background job's handle (``_session``): the
+        server that holds it."""
+        self.remember(handle, self._index[id(session)])
 
     def forget(self, handle: str) -> None:
         self._handles.pop(handle, None)
+        self._old_handles.pop(handle, None)
 
     # ===== Teardown =====
 

@@ -31,8 +31,11 @@ Rules that must stay true:
    pool (``pool.session_down``) to be sent to another server, instead of
    failing with "disconnected". "Never written" is exact at the kernel's
    boundary: the request is still in ``_waiting``, or every byte of it is
-   still in the codec's write buffer (the kernel took none of it; offsets
-   kept in ``_marks``). A request the kernel took any byte of fails as
+   still in the codec's write buffer (the kernel took none of it). The
+   stream offset of each re-routable request not yet written is kept in
+   ``_marks``; those requests are the last ones of their kinds in
+   ``_pending``, for a reply only ever answers a request that was written.
+   A request the kernel took any byte of fails as
    before: a whole one may have reached the server, and of one cut in two
    (at most one per drop) the head is gone from the buffer, so it cannot be
    re-sent as it was. For a driver that takes the bytes out for its own
@@ -42,6 +45,8 @@ Rules that must stay true:
 """
 from __future__ import annotations
 
+import array
+import bisect
 import collections
 import heapq
 import logging
@@ -275,7 +280,10 @@ class Session:
         # connections, and the stream offsets of requests not yet written.
         self.pool: Any = None
         self.grab_cap: Any = None
-        self._marks: Optional[Deque[Tuple[int, Entry]]] = None
+        # _marks[_mark_head:]: stream offsets of the re-routable requests not
+        # yet written, ascending (an array: no object per request).
+        self._marks: Optional["array.array[int]"] = None
+        self._mark_head = 0
         self._out_total = 0          # bytes queued since the connect (exact, with _marks)
         self._fork_gen = _fork_gen
         self.c = _codec.new_conn()
@@ -339,8 +347,8 @@ class Session:
         self._was_full = False
         lib_reset(self.c, fd)
         if self._marks is not None:
-            self._marks.clear()
-            self._out_total = 0
+            del self._marks[:]
+            self._mark_head = self._out_total = 0
         self._queue_setup()
         waiting, self._waiting = self._waiting, collections.deque()
         for cmd, args, entry in waiting:
@@ -567,8 +575,11 @@ class Session:
         if rc != 0:
             _codec.ensure(rc)
         self._unsent += 14 + l0 + l1 + l2
-        if self._marks is not None:
-            self._mark(14 + l0 + l1 + l2, entry)
+        marks = self._marks
+        if marks is not None:  # rule 6, inlined: a submission is always re-routable
+            start = self._out_total
+            marks.append(start)
+            self._out_total = start + 14 + l0 + l1 + l2
         pending = self._pending
         if not pending and self.command_timeout:
             self._start_command_clock()
@@ -630,12 +641,14 @@ class Session:
     def written(self, left: int) -> None:
         """Driver: the codec's write buffer now holds ``left`` unsent bytes."""
         self._unsent = left
-        if self._marks:
+        marks = self._marks
+        if marks is not None and self._mark_head < len(marks):
             # Requests the kernel took a byte of can no longer be re-sent.
-            sent = self._out_total - left
-            marks = self._marks
-            while marks and marks[0][0] < sent:
-                marks.popleft()
+            head = bisect.bisect_left(marks, self._out_total - left, self._mark_head)
+            if head > 4096 and head * 2 > len(marks):
+                del marks[:head]  # compact now and then, not on every write
+                head = 0
+            self._mark_head = head
         if left == 0 and self._was_full:
             self._was_full = False
             if self.on_drain is not None:
@@ -817,7 +830,10 @@ class Session:
         handle = unpack(pkt.arg[0], pkt.len[0])
         if entry.kind == K_SUBMIT_BG:
             if entry.cb is not None:
-                self._call(entry.cb, handle.decode("utf-8", "surrogateescape"), None)
+                name = handle.decode("utf-8", "surrogateescape")
+                if self.pool is not None:
+                    self.pool.created(self, name)  # a pool's get_status asks this server
+                self._call(entry.cb, name, None)
             return
         sub: Submission = entry  # type: ignore[assignment]
         sub.handle = handle
@@ -1209,10 +1225,13 @@ class Session:
     def join_pool(self, pool: Any) -> None:
         """Serve in a pool (see ``_routing.Router``): ``pool.session_up(self)``
         after each connect, ``pool.session_down(self, unsent)`` after each
-        drop, with the requests this connection never wrote (rule 6)."""
+        drop, with the requests this connection never wrote (rule 6), and
+        ``pool.created(self, handle)`` when a background job with a
+        callback got its handle here."""
         self.pool = pool
         if self._marks is None:
-            self._marks = collections.deque()
+            self._marks = array.array("q")
+            self._mark_head = 0
             self._out_total = _codec.write_pending(self.c) if self.state == CONNECTED else 0
 
     def leave_pool(self) -> None:
@@ -1224,7 +1243,7 @@ class Session:
         start = self._out_total
         self._out_total = start + size
         if entry is not None and entry.kind in REROUTABLE:
-            self._marks.append((start, entry))  # type: ignore[union-attr]
+            self._marks.append(start)  # type: ignore[union-attr]
 
     def _take_unsent(self) -> List[Tuple[Optional[int], Any, Entry, Optional[bytes]]]:
         """Rule 6: take the re-routable requests this connection never wrote
@@ -1236,23 +1255,38 @@ class Session:
             return []
         items: List[Tuple[Optional[int], Any, Entry, Optional[bytes]]] = []
         marks = self._marks
-        if marks and self.c != NULL:
+        if marks is not None and self._mark_head < len(marks) and self.c != NULL:
             data = _codec.take_output(self.c)  # the bytes the kernel never took
             base = self._out_total - len(data)
+            starts = marks[bisect.bisect_left(marks, base, self._mark_head):]
+            del marks[:]
+            self._mark_head = 0
+            # Their requests are the last len(starts) re-routable entries of
+            # the FIFO: a reply only ever answers a request that was written.
+            tail: List[Entry] = []
+            if starts:
+                for e in reversed(self._pending):
+                    if e.kind in REROUTABLE:
+                        tail.append(e)
+                        if len(tail) == len(starts):
+                            break
+                tail.reverse()
+            if len(tail) != len(starts):
+                # Out of step: a bug. Failing is safe; sending misframed bytes is not.
+                log.error("gearman_ev: %d unsent offsets for %d requests; none re-sent",
+                          len(starts), len(tail))
+                starts, tail = starts[:0], []
             taken = set()
-            for start, entry in marks:
-                if start < base or (entry.kind == K_SUBMIT and entry.done):  # type: ignore
-                    continue  # the kernel took part of it, or it timed out already
+            for start, entry in zip(starts, tail):
+                if entry.kind == K_SUBMIT and entry.done:  # type: ignore[attr-defined]
+                    continue  # timed out already: its callback has fired
                 packet = _packet_at(data, start - base)
                 if packet is None:
-                    # Offsets out of step with the buffer: a bug. Failing the
-                    # request is safe; sending misframed bytes is not.
                     log.error("gearman_ev: unsent request at %d does not frame; not re-sent",
                               start)
                     continue
                 taken.add(id(entry))
                 items.append((None, packet, entry, _packet_key(entry.kind, packet)))
-            marks.clear()
             if taken:
                 self._pending = collections.deque(
                     e for e in self._pending if id(e) not in taken)

@@ -16,7 +16,7 @@ import weakref
 
 import pytest
 
-from gearman_ev import GearmanError, GearmanPool, errors
+from gearman_ev import Gearman, GearmanError, GearmanPool, errors
 from gearman_ev._codec import write_pending
 from gearman_ev._gearmand import LocalGearmand, free_port
 from gearman_ev._routing import key_order, parse_server, parse_servers
@@ -403,13 +403,16 @@ def test_get_status_asks_the_server_that_created_the_handle(loop, farm, pools, f
     assert pool.pending_count == 1  # one server asked, not three
     run_until(loop, lambda: out, what="status")
     assert out[0][1] is None and out[0][0]["known"] and out[0][0]["handle"] == handle
-    # A handle the pool did not create: every server is asked, one knows it.
+    # A handle another client created: every server is asked, one knows it.
     # (All three servers number their handles "H:t:1", "H:t:2"...: one made
     # on another server until it differs from the pool's.)
     home = pool._r.server_of(handle)
-    other = handle
-    while other == handle:
-        other, err = ask(loop, pool.servers[(home + 1) % 3].submit_job_bg, fname, "y")
+    elsewhere = farm[(home + 1) % 3]
+    with Gearman(elsewhere.host, elsewhere.port, loop=loop) as stranger:
+        other = handle
+        while other == handle:
+            other, err = ask(loop, stranger.submit_job_bg, fname, "y")
+    assert pool._r.server_of(other) is None
     out.clear()
     pool.get_status(other, lambda r, e: out.append((r, e)))
     assert pool.pending_count == 3
