@@ -127,6 +127,7 @@ size_t gm_conn_write_capacity(const gm_conn_t *c);
 #define EV_TIMER ...
 #define EV_SIGNAL ...
 #define EV_PREPARE ...
+#define EV_ASYNC ...
 #define EV_ERROR ...
 #define EV_MINPRI ...
 #define EV_MAXPRI ...
@@ -152,6 +153,7 @@ typedef struct ev_io { void *data; int fd; int events; ...; } ev_io;
 typedef struct ev_timer { void *data; ev_tstamp repeat; ...; } ev_timer;
 typedef struct ev_signal { void *data; int signum; ...; } ev_signal;
 typedef struct ev_prepare { void *data; ...; } ev_prepare;
+typedef struct ev_async { void *data; ...; } ev_async;
 
 int ev_version_major(void);
 int ev_version_minor(void);
@@ -177,6 +179,10 @@ void ev_signal_start(struct ev_loop *loop, ev_signal *w);
 void ev_signal_stop(struct ev_loop *loop, ev_signal *w);
 void ev_prepare_start(struct ev_loop *loop, ev_prepare *w);
 void ev_prepare_stop(struct ev_loop *loop, ev_prepare *w);
+void ev_async_start(struct ev_loop *loop, ev_async *w);
+void ev_async_stop(struct ev_loop *loop, ev_async *w);
+/* libev's one thread-safe call: any thread, any time, the loop running or not. */
+void ev_async_send(struct ev_loop *loop, ev_async *w);
 
 /* ffi_source.c: the macros above as functions, each watcher bound to the
  * one trampoline. */
@@ -186,6 +192,8 @@ void gm_ev_timer_init(ev_timer *w, ev_tstamp after, ev_tstamp repeat);
 void gm_ev_timer_set(ev_timer *w, ev_tstamp after, ev_tstamp repeat);
 void gm_ev_signal_init(ev_signal *w, int signum);
 void gm_ev_prepare_init(ev_prepare *w);
+void gm_ev_async_init(ev_async *w);
+int gm_ev_async_pending(ev_async *w);
 int gm_ev_is_active(void *w);
 int gm_ev_is_pending(void *w);
 int gm_ev_priority(void *w);

@@ -24,6 +24,7 @@ typedef void (*gm_io_cb)(struct ev_loop *, ev_io *, int);
 typedef void (*gm_timer_cb)(struct ev_loop *, ev_timer *, int);
 typedef void (*gm_signal_cb)(struct ev_loop *, ev_signal *, int);
 typedef void (*gm_prepare_cb)(struct ev_loop *, ev_prepare *, int);
+typedef void (*gm_async_cb)(struct ev_loop *, ev_async *, int);
 
 static void gm_ev_io_init(ev_io *w, int fd, int events)
 {
@@ -55,6 +56,15 @@ static void gm_ev_prepare_init(ev_prepare *w)
     ev_prepare_init(w, (gm_prepare_cb)(void (*)(void))gm_ev_trampoline);
     w->data = NULL;
 }
+
+static void gm_ev_async_init(ev_async *w)
+{
+    ev_async_init(w, (gm_async_cb)(void (*)(void))gm_ev_trampoline);
+    w->data = NULL;
+}
+
+/* Whether a send() is still waiting for the loop to notice it. */
+static int gm_ev_async_pending(ev_async *w) { return ev_async_pending(w) != 0; }
 
 static int gm_ev_is_active(void *w) { return ev_is_active((ev_watcher *)w); }
 static int gm_ev_is_pending(void *w) { return ev_is_pending((ev_watcher *)w); }

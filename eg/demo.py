@@ -11,7 +11,7 @@ import os
 import sys
 
 from gearman_ev import Gearman, ev
-from gearman_ev._gearmand import LocalGearmand
+from gearman_ev.testing import LocalGearmand
 
 
 def run(host, port):

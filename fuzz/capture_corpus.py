@@ -17,7 +17,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from gearman_ev._gearmand import LocalGearmand  # noqa: E402
+from gearman_ev.testing import LocalGearmand  # noqa: E402
 
 CMD = {"CAN_DO": 1, "PRE_SLEEP": 4, "SUBMIT_JOB": 7, "GRAB_JOB": 9,
        "WORK_STATUS": 12, "WORK_COMPLETE": 13, "WORK_FAIL": 14, "GET_STATUS": 15,
@@ -69,8 +69,8 @@ def main(outdir):
         saved[name] = len(data)
 
     with LocalGearmand() as g:
-        client = socket.create_connection(g.address, timeout=5)
-        worker = socket.create_connection(g.address, timeout=5)
+        client = socket.create_connection((g.host, g.port), timeout=5)
+        worker = socket.create_connection((g.host, g.port), timeout=5)
 
         def ask(sock, *packets):
             sock.sendall(b"".join(packets))

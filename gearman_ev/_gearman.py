@@ -146,13 +146,23 @@ class Gearman:
     def _watchers(self) -> Tuple[ev.Watcher, ...]:
         return self._driver.watchers()
 
+    def _hot(self) -> Session:
+        """``_check`` for the submissions: the thread only. After fork the
+        session is DISCONNECTED, and its ``send`` says "used after fork"."""
+        owner = self._loop._running_thread
+        if owner is not None and owner != _get_ident():
+            raise errors.GearmanError(errors.WRONG_THREAD)
+        s = self._s
+        assert s is not None
+        return s
+
     def _check(self) -> Session:
         """The session, if this thread and process may use it now."""
         s = self._s
         assert s is not None
         if s._fork_gen != _session._fork_gen:
             raise errors.GearmanError(errors.USED_AFTER_FORK)
-        owner = getattr(self._loop, "_running_thread", None)
+        owner = self._loop._running_thread
         if owner is not None and owner != _get_ident():
             raise errors.GearmanError(errors.WRONG_THREAD)
         return s
@@ -338,7 +348,7 @@ class Gearman:
         seconds = _args.timeout(timeout) if timeout is not None else 0.0
         if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
             _args.check_size(fname, ukey, load)  # raises the ValueError
-        s = self._check()
+        s = self._hot()
         sub = Submission(cb, on_data, on_warning, on_status, on_exception, bool(ukey))
         s.send3(cmd, fname, ukey, load, sub)
         if seconds:
@@ -383,7 +393,7 @@ class Gearman:
         if epoch is None:
             if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
                 _args.check_size(fname, ukey, load)  # raises the ValueError
-            self._check().send3(cmd, fname, ukey, load, Entry(K_SUBMIT_BG, cb))
+            self._hot().send3(cmd, fname, ukey, load, Entry(K_SUBMIT_BG, cb))
             return
         args = (fname, ukey, epoch, load)
         _args.check_size(*args)

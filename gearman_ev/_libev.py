@@ -55,6 +55,9 @@ class LibevDriver:
         self._connecting = False
         self._addrinfos: List[Tuple[int, int, int, Any]] = []
         self._failure: Optional[str] = None  # a connect failure to report from the loop
+        # Inside a readable event, requests are written when the event ends
+        # (one send, no before-poll watcher round); -1: not in one.
+        self._event_depth = -1
         self.keepalive = keepalive
         self._rio = ev.Io(0, ev.EV_READ, loop, _weak_method(self, LibevDriver._on_readable),
                           priority=priority)
@@ -109,6 +112,8 @@ class LibevDriver:
         return self._loop.now()
 
     def flush_soon(self) -> None:
+        if self._event_depth == self._loop._depth:
+            return  # _on_readable writes when the event ends
         if self._flusher._handle is None:  # not started: a Python check, no C call
             self._flusher.start()
 
@@ -123,7 +128,7 @@ class LibevDriver:
         self._loop._park(exc)
 
     def check_thread(self) -> None:
-        owner = getattr(self._loop, "_running_thread", None)
+        owner = self._loop._running_thread
         if owner is not None and owner != _get_ident():
             raise errors.GearmanError(errors.WRONG_THREAD)
 
@@ -245,9 +250,17 @@ class LibevDriver:
         c = session.c
         rc = _read(c)
         epoch = session.epoch
-        session.receive()  # the packets that arrived, even before an EOF
+        # A callback may run a nested loop (its depth differs): then requests
+        # go out through the before-poll watcher as usual.
+        outer, self._event_depth = self._event_depth, self._loop._depth
+        try:
+            session.receive()  # the packets that arrived, even before an EOF
+        finally:
+            self._event_depth = outer
         if rc < 0 and session.epoch == epoch:
             session.connection_lost(_codec.message(rc, c.err_no))
+        if session.flush_asked:
+            self._on_prepare(self._flusher, 0)  # checks that there is a socket to write
 
     def _on_prepare(self, watcher: Any, revents: int) -> None:
         watcher.stop()

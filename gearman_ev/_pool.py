@@ -160,7 +160,7 @@ class GearmanPool:
         (``Gearman._check``'s rules, inlined: every request passes here)."""
         if self._first._fork_gen != _session._fork_gen:
             raise errors.GearmanError(errors.USED_AFTER_FORK)
-        owner = getattr(self._loop, "_running_thread", None)
+        owner = self._loop._running_thread
         if owner is not None and owner != _get_ident():
             raise errors.GearmanError(errors.WRONG_THREAD)
         return self._router  # type: ignore[return-value]

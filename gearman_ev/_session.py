@@ -54,7 +54,7 @@ import os
 import weakref
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from . import _codec, errors
+from . import _args, _codec, errors
 from ._codec import CMD, NULL, TEXT_BLOCK, TEXT_LINE, TEXT_MARKED, next_packet, pack4, unpack
 
 __all__ = ["Session", "Submission", "Entry", "fork_generation", "fail_detached",
@@ -149,6 +149,11 @@ class Entry:
     def __init__(self, kind: int, cb: Callback) -> None:
         self.kind = kind
         self.cb = cb
+
+
+#: Every managed GRAB shares one entry: it carries no callback, and its kind
+#: is all a reply needs (no allocation per job).
+_MANAGED_GRAB = Entry(K_GRAB_MANAGED, None)
 
 
 class Submission(Entry):
@@ -286,6 +291,7 @@ class Session:
         self._mark_head = 0
         self._out_total = 0          # bytes queued since the connect (exact, with _marks)
         self._fork_gen = _fork_gen
+        self.forked = False
         self.c = _codec.new_conn()
         _sessions.add(self)
 
@@ -536,7 +542,10 @@ class Session:
             _codec.free_conn(c)
 
     def _forked(self) -> None:
-        """In a forked child: forget everything without a callback or a byte."""
+        """In a forked child: forget everything without a callback or a byte.
+        DISCONNECTED makes every request take the slow path of ``send``,
+        which names the reason."""
+        self.forked = True
         self._driver.forked()
         self._pending = collections.deque()
         self._waiting = collections.deque()
@@ -560,7 +569,8 @@ class Session:
             args = _snapshot(args)
             self._waiting.append((cmd, args, entry))
         else:
-            raise errors.GearmanError(errors.NOT_CONNECTED)
+            raise errors.GearmanError(errors.USED_AFTER_FORK if self.forked
+                                      else errors.NOT_CONNECTED)
 
     def send3(self, cmd: int, a0: Any, a1: Any, a2: Any, entry: Entry) -> None:
         """``send`` for the three-argument submissions, inlined: the hot path
@@ -613,23 +623,28 @@ class Session:
             n = len(args)
             if n == 3:  # submissions
                 a0, a1, a2 = args
-                rc = pack4(c, cmd, 3, a0, len(a0), a1, len(a1), a2, len(a2), NULL, 0)
+                l0, l1, l2 = len(a0), len(a1), len(a2)
+                rc = pack4(c, cmd, 3, a0, l0, a1, l1, a2, l2, NULL, 0)
+                size = 14 + l0 + l1 + l2
             elif n == 2:  # a worker's results and events
                 a0, a1 = args
-                rc = pack4(c, cmd, 2, a0, len(a0), a1, len(a1), NULL, 0, NULL, 0)
+                l0, l1 = len(a0), len(a1)
+                rc = pack4(c, cmd, 2, a0, l0, a1, l1, NULL, 0, NULL, 0)
+                size = 13 + l0 + l1
             elif n == 0:  # GRAB_JOB, PRE_SLEEP
                 rc = pack4(c, cmd, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0)
+                size = 12
             else:
                 a: List[Any] = [NULL, 0, NULL, 0, NULL, 0, NULL, 0]
+                size = 11 + n
                 for i, arg in enumerate(args):
                     a[2 * i] = arg
                     a[2 * i + 1] = len(arg)
+                    size += len(arg)
                 rc = pack4(c, cmd, n, *a)
             if rc != 0:
                 _codec.ensure(rc)  # raises: no FIFO entry without its request
-            # Exact: header, arguments, a NUL between each two (rule 6 needs
-            # every offset right; high_water only an estimate).
-            size = 12 + sum(len(x) for x in args) + (n - 1 if n else 0)
+        # Exact, as rule 6 needs every offset right (high_water only an estimate).
         self._unsent += size
         if self._marks is not None:
             self._mark(size, entry)
@@ -665,6 +680,7 @@ class Session:
         epoch = self.epoch
         dispatch = _DISPATCH
         pending = self._pending
+        got = False
         while True:
             mode = pending[0].kind if pending else 0
             n = next_packet(c, mode if mode <= K_TEXT_MARKED else 0, pkt)
@@ -674,7 +690,7 @@ class Session:
             if handler is None:
                 log.debug("gearman_ev: ignoring packet type %d", pkt.cmd)
                 continue
-            self._heard = True
+            got = True
             try:
                 handler(self, pkt)
             except Exception as exc:  # noqa: BLE001 - rule 4
@@ -683,6 +699,8 @@ class Session:
                 return
             if epoch != self.epoch:
                 return  # a callback dropped or replaced the connection
+        if got:
+            self._heard = True
         if n < 0:
             self._drop(_codec.message(n))
             return
@@ -1085,7 +1103,7 @@ class Session:
         sent = False
         while self._grabs_out < self._grab_limit():
             self._grabs_out += 1
-            self._pack(cmd, (), Entry(K_GRAB_MANAGED, None))
+            self._pack(cmd, (), _MANAGED_GRAB)
             sent = True
         if sent:
             self._flush_soon()
@@ -1188,17 +1206,39 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - reported as the job's failure
             log.exception("gearman_ev: worker callback for %r raised", job.function)
             failure = exc
-        if job.finished or job.epoch != self.epoch or self.closed:
+        if job.finished or job.epoch != self.epoch or self.closed or self.state != CONNECTED:
             return  # finished by the callback itself, or its connection is gone
+        if failure is None:
+            # The usual end of a sync job, without Job.complete's caller
+            # checks: this is the loop's thread, on the job's own connection.
+            if result is None:
+                data = b""
+            elif type(result) is bytes:
+                data = result
+            else:
+                try:
+                    data = _args.payload(result, "result")
+                except TypeError as exc:
+                    log.error("gearman_ev: bad result from %r: %s", job.function, exc)
+                    job.fail()
+                    return
+            handle = job._handle
+            if len(handle) + len(data) + 1 > _codec.MAX_PACKET:
+                log.error("gearman_ev: result of %r too large (%d bytes)", job.function,
+                          len(data))
+                job.fail()
+                return
+            job.finished = True
+            self._pack(CMD.WORK_COMPLETE, (handle, data), None)
+            self._flush_soon()
+            return
         try:
-            if failure is None:
-                job.complete(result)
-            elif self.exceptions:
+            if self.exceptions:
                 job.exception(str(failure))
             else:
                 job.fail()
-        except (TypeError, ValueError) as exc:
-            log.error("gearman_ev: bad result from %r: %s", job.function, exc)
+        except ValueError as exc:  # an exception text past MAX_PACKET
+            log.error("gearman_ev: cannot report %r's failure: %s", job.function, exc)
             job.fail()
 
     # ===== Jobs (called by Job through these public methods) =====
@@ -1348,7 +1388,7 @@ class Session:
         """One managed GRAB, granted by a shared grab cap."""
         cmd = CMD.GRAB_JOB_UNIQ if self.grab_unique else CMD.GRAB_JOB
         self._grabs_out += 1
-        self._pack(cmd, (), Entry(K_GRAB_MANAGED, None))
+        self._pack(cmd, (), _MANAGED_GRAB)
         self._flush_soon()
 
     def check_caller(self) -> None:

@@ -1,32 +1,76 @@
-"""gearman_ev.ev - a thin cffi binding to the system libev, with pyev's names.
+"""gearman_ev.ev - libev for Python, with pyev's names.
 
-What must stay true here:
-- Every watcher reaches Python through one trampoline (gm_py_watcher_cb); the
-  C side never calls Python otherwise.
-- A started watcher sits in its loop's ``_active`` set, so a watcher nobody
-  else references keeps working until it is stopped (or, for a one-shot timer,
-  until it fires). The C ``data`` field holds a handle to the watcher only
-  while it is started.
-- An exception from a callback is logged on the "gearman_ev" logger and the
-  loop goes on; KeyboardInterrupt and SystemExit break the loop and are raised
-  again from ``Loop.start()``.
-- Loops survive fork(): libev's ev_loop_fork runs on every loop in the child.
+A thin binding to the system libev: loops (``default_loop()``, ``Loop()``),
+the watchers ``Io``, ``Timer``, ``Signal``, ``Prepare`` and ``Async``, and
+libev's constants. A pyev program ports by changing its import.
+
+Callbacks. A watcher calls ``callback(watcher, revents)`` in the thread that
+runs its loop. An active watcher is held by its loop until it is stopped (a
+one-shot timer: until it fires), so ``loop.timer(5, 0, cb).start()`` needs no
+reference of yours. An exception from a callback is logged on the
+"gearman_ev" logger and the loop goes on; KeyboardInterrupt and SystemExit
+end ``start()`` once the callbacks of the current iteration have returned,
+and are raised from it.
+
+Threads. A loop runs in one thread at a time (``start()`` from a second
+thread while it runs raises ``Error``), and its watchers are started, stopped
+and changed in that thread. From any other thread, two calls are safe at any
+time: ``loop.call_soon_threadsafe(fn, *args)`` runs ``fn(*args)`` in the
+loop's thread at its next iteration, and ``Async.send()`` wakes the loop to
+run an Async watcher's callback there. ``call_soon_threadsafe(loop.stop)``
+stops a loop from another thread.
+
+Ctrl-C. A KeyboardInterrupt comes out of ``start()`` only between events,
+never from the middle of a callback, so a program that catches it and calls
+``start()`` again resumes with nothing lost or run twice. While ``start()``
+runs in the main thread and SIGINT has Python's default handler, ``start()``
+installs its own: a SIGINT breaks the loop, the callbacks of the current
+iteration run to their end, and ``start()`` raises KeyboardInterrupt (at
+once when the loop was asleep waiting for events). The outermost ``start()``
+puts the default handler back when it returns. A SIGINT handler of your own,
+an ignored SIGINT, or a ``Signal`` watcher on SIGINT is left alone. For a
+callback that never returns, a second Ctrl-C at least 1 s after the first
+raises KeyboardInterrupt at once, wherever the program is.
+
+Fork. Every loop handles fork(): libev's ev_loop_fork runs on each loop in
+the child, which can go on using them.
+
+A loop whose libev loop is gone (the garbage collector freed it while a
+finalizer in the same reference cycle can still reach it) raises
+``Error("loop destroyed")`` from every call that needs it; stopping one of
+its watchers, already stopped, does nothing.
 """
+# What must stay true here (for maintainers):
+# - Every watcher reaches Python through one trampoline (gm_py_watcher_cb);
+#   the C side never calls Python otherwise.
+# - A started watcher sits in its loop's _active set, and the C data field
+#   holds a handle to it only while it is started.
+# - libev never sees a NULL loop: each entry point checks Loop._ptr first
+#   (Loop._live()), because Loop.__del__ may have run in a garbage cycle.
+# - Only ev_async_send is called from a thread other than the loop's; it
+#   relies on the caller's frame keeping the watcher and the loop alive.
+# - Internal watchers (the wakeup Io, the call queue's Async) are unref'd:
+#   they never decide when start() returns.
+# - A SIGINT is raised from start() only after ev_run returned (or before it
+#   began), except through the escape hatch (_FORCE_AFTER).
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
 import signal as _signal
 import sys
 import threading
+import time
 import weakref
 
 from ._ffi import ffi, lib
 
 __all__ = [
-    "Loop", "Io", "Timer", "Signal", "Prepare", "Watcher", "Error", "default_loop",
-    "version", "EV_READ", "EV_WRITE", "EV_TIMER", "EV_SIGNAL", "EV_PREPARE", "EV_ERROR",
+    "Loop", "Io", "Timer", "Signal", "Prepare", "Async", "Watcher", "Error", "default_loop",
+    "version", "EV_READ", "EV_WRITE", "EV_TIMER", "EV_SIGNAL", "EV_PREPARE", "EV_ASYNC",
+    "EV_ERROR",
     "EVBREAK_CANCEL", "EVBREAK_ONE", "EVBREAK_ALL", "EVRUN_NOWAIT", "EVRUN_ONCE",
     "EV_MINPRI", "EV_MAXPRI", "EVFLAG_AUTO", "EVFLAG_NOENV", "EVFLAG_FORKCHECK",
     "EVFLAG_SIGNALFD", "EVFLAG_NOSIGMASK", "EVBACKEND_SELECT", "EVBACKEND_POLL",
@@ -38,6 +82,7 @@ EV_WRITE = lib.EV_WRITE
 EV_TIMER = lib.EV_TIMER
 EV_SIGNAL = lib.EV_SIGNAL
 EV_PREPARE = lib.EV_PREPARE
+EV_ASYNC = lib.EV_ASYNC
 EV_ERROR = lib.EV_ERROR
 EVBREAK_CANCEL = lib.EVBREAK_CANCEL
 EVBREAK_ONE = lib.EVBREAK_ONE
@@ -110,6 +155,80 @@ def gm_py_watcher_cb(handle, revents):
         watcher._loop._park(exc)
 
 
+# ===== Ctrl-C =====
+#
+# The rule (API.md 9): an interrupt comes out of Loop.start() only between
+# events, once every callback of the iteration has returned, so that the
+# library's state is consistent when the program sees it. Python's default
+# SIGINT handler raises KeyboardInterrupt in whatever bytecode runs, the
+# middle of a callback included; _on_sigint replaces it while start() runs.
+#
+# _sigint_since: time.monotonic() of a SIGINT that _on_sigint recorded and no
+# start() has raised yet, else None. Touched only in the main thread: Python
+# runs signal handlers there, and only main-thread start() calls look at it.
+_sigint_since: float | None = None
+
+# A second Ctrl-C this long after a first that is still pending raises at
+# once: a callback that hangs would otherwise hold the interrupt forever. One
+# second is long enough not to fire on one impatient double press while a
+# long but finite callback finishes, short enough for a user who means it.
+_FORCE_AFTER = 1.0
+
+
+def _on_sigint(signum, frame):
+    global _sigint_since
+    now = time.monotonic()
+    if _sigint_since is None:
+        _sigint_since = now
+    elif now - _sigint_since >= _FORCE_AFTER:
+        _sigint_since = None
+        raise KeyboardInterrupt
+    # Break the innermost loop running in this (the main) thread. A nested
+    # start() raises into the callback that called it; that callback's own
+    # loop then gets the exception through the trampoline.
+    running = _running()
+    if running and running[-1]._ptr is not None:
+        lib.ev_break(running[-1]._ptr, EVBREAK_ALL)
+
+
+def _take_sigint() -> bool:
+    """Clear a recorded SIGINT; True if there was one."""
+    global _sigint_since
+    pending, _sigint_since = _sigint_since is not None, None
+    return pending
+
+
+def _install_sigint():
+    """Put _on_sigint in place of Python's default SIGINT handler (main thread
+    only); return the undo, or None when SIGINT is left as it is."""
+    try:
+        current = _signal.getsignal(_signal.SIGINT)
+    except ValueError:
+        return None
+    if current is _on_sigint and not _running():
+        # Ours, yet no loop runs in this thread: a forced KeyboardInterrupt
+        # cut short the start() that should have put the default back. Take
+        # it over, so that this start() does.
+        current = _signal.default_int_handler
+    if current is not _signal.default_int_handler:
+        return None  # the user's own handler, SIG_IGN/SIG_DFL, or an outer start()'s
+    owner = _signal_owner.get(_signal.SIGINT)
+    if owner is not None and _watchers_of(owner[0](), _signal.SIGINT):
+        # libev owns SIGINT for a Signal watcher; Python's signal() would
+        # take the signal away from it.
+        return None
+    try:
+        _signal.signal(_signal.SIGINT, _on_sigint)
+    except (ValueError, OSError):
+        return None
+
+    def restore():
+        # Only if it is still ours: a callback may have installed its own.
+        if _signal.getsignal(_signal.SIGINT) is _on_sigint:
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    return restore
+
+
 # ===== Loops =====
 
 _loops: weakref.WeakSet[Loop] = weakref.WeakSet()
@@ -118,8 +237,16 @@ _loops: weakref.WeakSet[Loop] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     # _running is left alone: a fork inside a callback leaves the child inside
     # the same ev_run() frames, which pop their own entries when they return.
+    me = threading.get_ident()
     for loop in list(_loops):
-        lib.ev_loop_fork(loop._ptr)
+        if loop._ptr is not None:  # a destroyed loop has nothing to re-arm
+            lib.ev_loop_fork(loop._ptr)
+        if loop._running_thread != me:
+            # The thread that ran it does not exist in the child, and may have
+            # held _run_lock: the child starts from a loop that is not running.
+            loop._running_thread = None
+            loop._depth = 0
+            loop._run_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -140,69 +267,201 @@ class Loop:
         self._parked: BaseException | None = None
         self._depth = 0
         self._wakeup = None  # (read fd, write fd, Io) once start() needs it
+        # Internal, for the library (API.md 9 "Threads"): threading.get_ident()
+        # of the thread inside this loop's outermost start(), None while the
+        # loop is not running. Read without a lock (a plain attribute read):
+        # only that thread sets it, on its way in and out of start(); a
+        # Gearman compares it with the calling thread to refuse a call from
+        # another thread ("wrong thread"). _run_lock makes the claim atomic,
+        # so two threads can never run one libev loop at once.
+        self._running_thread: int | None = None
+        self._run_lock = threading.Lock()
+        # call_soon_threadsafe's queue and its ev_async, started here once and
+        # for all: ev_async_start touches loop state, so it must not wait for
+        # a first call that may come from another thread while the loop runs.
+        # It is unref'd: the queue does not keep start() running (see
+        # call_soon_threadsafe). The handle lives here, not in _Calls, and
+        # _Calls holds the loop weakly: it adds no Loop <-> watcher cycle, so
+        # a loop nobody references is still freed by its reference count.
+        self._calls = _Calls(self)
+        self._calls_handle = ffi.new_handle(self._calls)
+        self._calls._w.data = self._calls_handle
+        lib.ev_async_start(ptr, self._calls._w)
+        lib.ev_unref(ptr)
         _loops.add(self)
 
     def __del__(self):
         # Stop what is still active first: destroying the loop under an active
         # watcher would leave libev asserting on a later ev_*_stop.
+        # _ptr = None is what every entry point checks ("loop destroyed"): in
+        # a garbage cycle another finalizer may still reach this loop or its
+        # watchers after this ran, and libev must never see a NULL loop.
         ptr, self._ptr = getattr(self, "_ptr", None), None
         if ptr is None or sys.is_finalizing():
             # At interpreter exit, objects are freed in no safe order: a
             # watcher's memory may already be gone. The process is ending;
             # leave the loop to it rather than touch libev.
             return
-        for w in list(self._active):
+        calls = getattr(self, "_calls", None)
+        if calls is not None and lib.gm_ev_is_active(calls._w):
+            lib.ev_ref(ptr)  # the reference __init__ gave up
+            lib.ev_async_stop(ptr, calls._w)
+        for w in list(getattr(self, "_active", ())):
             w._stop_in(ptr)
         lib.ev_loop_destroy(ptr)
+
+    def _live(self):
+        """The libev loop, or Error once __del__ destroyed it."""
+        ptr = self._ptr
+        if ptr is None:
+            raise Error("loop destroyed")
+        return ptr
 
     # -- running --
 
     def start(self, flags: int = 0) -> bool:
-        """Run until ``stop()`` or until no active watcher is left.
+        """Run the loop until ``stop()``, or until no active watcher is left.
 
-        Returns libev's ev_run() result: True if watchers are still active.
-        Raises KeyboardInterrupt / SystemExit raised by a callback.
+        Args:
+            flags: 0; EVRUN_ONCE (one iteration, waiting for an event if
+                none is ready); EVRUN_NOWAIT (one iteration, no waiting).
+
+        Returns: True if watchers are still active (libev's ev_run result).
+
+        Ctrl-C: in the main thread, while SIGINT has Python's default handler
+        (``signal.default_int_handler``), start() puts its own handler in
+        place. A SIGINT then only breaks the loop: the callbacks of the
+        current iteration all run to their end, ev_run returns, and start()
+        raises KeyboardInterrupt. A loop asleep waiting for events wakes for
+        it at once. A nested start() (called from a callback) raises it into
+        the callback that called it. The outermost start() puts the previous
+        handler back on its way out. A start() called while an interrupt is
+        pending raises it without running the loop. A second SIGINT at least
+        1 s after one that is still pending raises KeyboardInterrupt at once,
+        wherever the program is: the way out of a callback that hangs.
+        A SIGINT handler of your own, or a ``Signal`` watcher on SIGINT, is
+        left alone (your handler then decides what a SIGINT does).
+
+        Raises:
+            KeyboardInterrupt: Ctrl-C as above, or raised by a callback.
+            SystemExit: raised by a callback.
+            Error: "loop destroyed"; "loop already running in another thread".
         """
-        # Only the outermost start() owns the wakeup fd: a nested start()
-        # would stop the shared Io on its way out, leaving the outer run deaf.
-        restore = self._install_wakeup() if self._depth == 0 else None
-        self._depth += 1
-        running = _running()
-        running.append(self)
+        ptr = self._live()
+        me = threading.get_ident()
+        main = threading.current_thread() is threading.main_thread()
+        outermost = self._running_thread != me
+        if outermost:
+            with self._run_lock:
+                if self._running_thread is not None:
+                    raise Error("loop already running in another thread")
+                self._running_thread = me
+        unsigint = None
+        more = 1
         try:
-            more = lib.ev_run(self._ptr, flags)
+            # Only the outermost start() owns the wakeup fd: a nested start()
+            # would stop the shared Io on its way out, leaving the outer run deaf.
+            # It is in place before our SIGINT handler, so that every SIGINT
+            # the handler sees also wakes the loop (see _drain_wakeup).
+            restore = self._install_wakeup() if outermost else None
+            unsigint = _install_sigint() if main else None
+            self._depth += 1
+            running = _running()
+            running.append(self)
+            try:
+                # ev_run clears a break made before it began: with a Ctrl-C
+                # already pending there is nothing to run.
+                if not (main and _sigint_since is not None):
+                    more = lib.ev_run(ptr, flags)
+            finally:
+                running.remove(self)
+                self._depth -= 1
+                if restore is not None:
+                    restore()
         finally:
-            running.remove(self)
-            self._depth -= 1
-            if restore is not None:
-                restore()
+            if outermost:
+                self._running_thread = None
+            # Last: from here on a SIGINT raises wherever it lands, and there
+            # is no more state of ours for it to cut short.
+            if unsigint is not None:
+                unsigint()
         parked, self._parked = self._parked, None
         if parked is not None:
+            if main and isinstance(parked, KeyboardInterrupt):
+                _take_sigint()  # one Ctrl-C, one KeyboardInterrupt
             raise parked
+        if main and _take_sigint():
+            raise KeyboardInterrupt
         return bool(more)
+
+    def call_soon_threadsafe(self, fn, *args) -> None:
+        """Run ``fn(*args)`` in the loop's thread, at its next iteration.
+
+        Callable from any thread, the loop's own included, whether the loop
+        is running or not. Calls run in the order they were made (one queue
+        for all threads), each exactly once; a call made from a call that is
+        running waits for the next iteration, so I/O is never starved.
+
+        What ``fn`` raises is handled as for any watcher callback: logged on
+        the "gearman_ev" logger, or, for KeyboardInterrupt and SystemExit,
+        raised from ``start()``; calls still queued then run when the loop
+        is started again.
+
+        Pending calls do not keep ``start()`` running: a loop with nothing
+        else to watch returns, and what is still queued runs first thing in
+        the next ``start()``. A program that waits for calls from other
+        threads keeps a watcher of its own active (a server socket, a
+        long timer). Use ``loop.call_soon_threadsafe(loop.stop)`` to stop a
+        loop from another thread.
+
+        Raises: TypeError if fn is not callable; Error("loop destroyed").
+        """
+        # Why the queue does not hold the loop alive: only the loop's thread
+        # may touch libev's count of active watchers (ev_ref/ev_unref are not
+        # thread-safe), so "alive while something is queued" cannot be
+        # switched on by the calling thread; the only thread-safe way would be
+        # an Async referenced for the loop's whole life, and then no start()
+        # would ever return on its own. Like the wakeup fd, the queue is
+        # plumbing: it must not change when start() returns (libuv-based
+        # runtimes unref their internal wake-up handles for the same reason).
+        # A program fed by other threads already has a watcher that keeps it
+        # running; a blocking client in a daemon thread keeps its own.
+        if not callable(fn):
+            raise TypeError("fn must be callable")
+        ptr = self._live()
+        calls = self._calls
+        calls.queue.append((fn, args))  # deque.append is atomic
+        # After the append, always: the loop clears `sent` before it runs the
+        # drain, so this send either lands before that clear (the drain sees
+        # the item) or after it (the next iteration runs again).
+        lib.ev_async_send(ptr, calls._w)
 
     def stop(self, how: int = EVBREAK_ONE) -> None:
         """Make the innermost ``start()`` (or all, EVBREAK_ALL) return."""
-        lib.ev_break(self._ptr, how)
+        lib.ev_break(self._live(), how)
 
     def now(self) -> float:
         """The loop's cached time (seconds), as of the last iteration."""
-        return lib.ev_now(self._ptr)
+        return lib.ev_now(self._live())
 
     def update(self) -> None:
         """Refresh the cached time (ev_now_update)."""
-        lib.ev_now_update(self._ptr)
+        lib.ev_now_update(self._live())
 
     @property
     def backend(self) -> int:
-        return lib.ev_backend(self._ptr)
+        """The EVBACKEND_* the loop uses."""
+        return lib.ev_backend(self._live())
 
     @property
     def iteration(self) -> int:
-        return lib.ev_iteration(self._ptr)
+        """How many times the loop polled for events so far."""
+        return lib.ev_iteration(self._live())
 
     def _park(self, exc: BaseException) -> None:
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        # A destroyed loop cannot break: what a finalizer's callback raised
+        # there is logged like any other exception.
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and self._ptr is not None:
             if self._parked is None:
                 self._parked = exc
             lib.ev_break(self._ptr, EVBREAK_ALL)
@@ -256,6 +515,11 @@ class Loop:
     def prepare(self, callback, data=None, priority=0) -> Prepare:
         return Prepare(self, callback, data, priority)
 
+    def async_(self, callback, data=None, priority=0) -> Async:
+        """An ``Async`` watcher: ``send()`` from any thread runs ``callback``
+        in this loop's thread (``async`` is a Python keyword, hence the _)."""
+        return Async(self, callback, data, priority)
+
 
 def _drain_wakeup(watcher, revents):
     try:
@@ -263,6 +527,10 @@ def _drain_wakeup(watcher, revents):
             pass
     except OSError:
         pass
+    if _sigint_since is not None:
+        # A SIGINT whose handler ran before ev_run began (ev_run cleared that
+        # break): every signal also wrote the wakeup fd, so the break lands.
+        lib.ev_break(watcher.loop._ptr, EVBREAK_ALL)
 
 
 def _close_fds(*fds):
@@ -271,6 +539,51 @@ def _close_fds(*fds):
             os.close(fd)
         except OSError:
             pass
+
+
+class _Calls:
+    """The queue behind Loop.call_soon_threadsafe and the ev_async that wakes
+    the loop for it. Reached from the trampoline like a watcher."""
+
+    __slots__ = ("_loopref", "_w", "queue")
+
+    def __init__(self, loop: Loop):
+        self._loopref = weakref.ref(loop)
+        self.queue: collections.deque = collections.deque()
+        self._w = ffi.new("ev_async *")
+        lib.gm_ev_async_init(self._w)
+
+    @property
+    def _loop(self) -> Loop:
+        # Where gm_py_watcher_cb parks what escapes _fire. Never None there:
+        # the loop is inside ev_run, so its start() frame holds it.
+        return self._loopref()
+
+    def _fire(self, revents):
+        loop = self._loop
+        queue = self.queue
+        try:
+            # Only what was queued before this drain began: calls queued by
+            # these calls (or by other threads meanwhile) sent the async again
+            # and run at the next iteration, after the loop polled for I/O.
+            # `and queue`: a call may run the loop itself (a nested start()),
+            # whose own drain may take the rest of this batch.
+            left = len(queue)
+            while left and queue:
+                left -= 1
+                fn, args = queue.popleft()
+                try:
+                    fn(*args)
+                except BaseException as exc:  # noqa: BLE001 - as for any callback
+                    loop._park(exc)
+                    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                        return  # start() raises it now; the rest run after
+        finally:
+            if queue and loop._ptr is not None:
+                # Whatever is left (after an interrupt, or queued meanwhile)
+                # must find the async pending: a send from the loop's own
+                # thread is as good as any.
+                lib.ev_async_send(loop._ptr, self._w)
 
 
 _default_loop: Loop | None = None
@@ -361,11 +674,9 @@ class Watcher:
         lib.gm_ev_set_priority(self._w, value)
 
     def start(self) -> None:
+        ptr = self._loop._live()
         if self.active:
             return
-        ptr = self._loop._ptr
-        if ptr is None:
-            raise Error("the loop of this watcher was destroyed")
         self._handle = ffi.new_handle(self)
         self._w.data = self._handle
         type(self)._start_fn(ptr, self._w)
@@ -373,11 +684,22 @@ class Watcher:
 
     def stop(self) -> None:
         ptr = self._loop._ptr
+        # On a destroyed loop stop() has nothing left to do (the loop stopped
+        # every watcher before libev freed it) and says nothing: teardown code
+        # stops watchers unconditionally, and a finalizer that meets the loop
+        # already destroyed in the same garbage cycle (Gearman's does) must
+        # get through the rest of its work. Every call that needs the loop to
+        # do something raises Error("loop destroyed") instead.
         if ptr is not None:
             self._stop_in(ptr)
         self._release()
 
     def _stop_in(self, ptr):
+        if self._unref:
+            # Give back the reference _start_unref took, or the loop's count
+            # of active watchers would end one short.
+            lib.ev_ref(ptr)
+            self._unref = False
         # Pending counts too: a one-shot timer that expired this iteration is
         # inactive but pending, and only ev_*_stop clears its queued event.
         if lib.gm_ev_is_active(self._w) or lib.gm_ev_is_pending(self._w):
@@ -412,6 +734,7 @@ class Io(Watcher):
         lib.gm_ev_io_init(self._w, self._fd, self._events)
 
     def set(self, fd, events) -> None:
+        self._loop._live()
         if self.active:
             raise Error("cannot set an active watcher")
         self._fd, self._events = _check_io(fd, events)
@@ -434,10 +757,7 @@ class Io(Watcher):
             self._unref = True
 
     def _stop_unref(self):
-        if self._unref:
-            lib.ev_ref(self._loop._ptr)
-            self._unref = False
-        self.stop()
+        self.stop()  # _stop_in gives the reference back
 
 
 def _check_io(fd, events):
@@ -470,6 +790,7 @@ class Timer(Watcher):
         lib.gm_ev_timer_init(self._w, self._after, self._repeat)
 
     def set(self, after, repeat) -> None:
+        self._loop._live()
         if self.active:
             raise Error("cannot set an active watcher")
         self._after = _check_number("after", after)
@@ -477,19 +798,21 @@ class Timer(Watcher):
         lib.gm_ev_timer_set(self._w, self._after, self._repeat)
 
     def start(self) -> None:
+        ptr = self._loop._live()
         if not self.active and self._loop._depth == 0:
             # Measure from now, not from the last iteration's cached time.
-            lib.ev_now_update(self._loop._ptr)
+            lib.ev_now_update(ptr)
         super().start()
 
     def again(self) -> None:
         """Restart with ``repeat`` as the timeout (ev_timer_again)."""
+        ptr = self._loop._live()
         if self._loop._depth == 0:
-            lib.ev_now_update(self._loop._ptr)
+            lib.ev_now_update(ptr)
         if self._handle is None:
             self._handle = ffi.new_handle(self)
             self._w.data = self._handle
-        lib.ev_timer_again(self._loop._ptr, self._w)
+        lib.ev_timer_again(ptr, self._w)
         if self.active:
             self._loop._active.add(self)
         else:
@@ -507,9 +830,10 @@ class Timer(Watcher):
     @property
     def remaining(self) -> float:
         """Seconds until the timer fires (0.0 when it is not active)."""
+        ptr = self._loop._live()
         if not self.active:
             return 0.0
-        return lib.ev_timer_remaining(self._loop._ptr, self._w)
+        return lib.ev_timer_remaining(ptr, self._w)
 
     def _fire(self, revents):
         if not lib.gm_ev_is_active(self._w):
@@ -532,6 +856,51 @@ class Prepare(Watcher):
 
     def _init(self):
         lib.gm_ev_prepare_init(self._w)
+
+
+class Async(Watcher):
+    """A wake-up call from another thread (libev ``ev_async``).
+
+    ``send()`` may be called from any thread at any time, also while the loop
+    is blocked in ``start()``: the loop wakes and runs
+    ``callback(watcher, EV_ASYNC)`` in its own thread. Sends that arrive
+    before the loop got round to the callback are merged into one call, so
+    pass the work itself through a thread-safe structure (a queue) and use the
+    callback to drain it; ``Loop.call_soon_threadsafe`` does exactly that.
+
+    Only ``send()`` and ``sent`` are for other threads; start and stop the
+    watcher in the loop's thread, and start it before other threads may send
+    (a send to a stopped watcher is lost: libev clears it on start).
+    An active Async keeps ``start()`` running, like any watcher.
+    """
+
+    _ctype = "ev_async *"
+    _start_fn = lib.ev_async_start
+    _stop_fn = lib.ev_async_stop
+
+    def __init__(self, loop, callback, data=None, priority=0):
+        super().__init__(loop, callback, data, priority)
+
+    def _init(self):
+        lib.gm_ev_async_init(self._w)
+
+    def send(self) -> None:
+        """Wake the loop to run the callback (libev's thread-safe call).
+
+        Raises: Error("loop destroyed") once the loop is gone.
+        """
+        ptr = self._loop._ptr
+        if ptr is None:
+            raise Error("loop destroyed")
+        # Safe without any lock of ours: this frame holds the watcher, the
+        # watcher holds its loop, so neither the ev_async nor the loop can be
+        # freed while libev runs (with the GIL released) in this thread.
+        lib.ev_async_send(ptr, self._w)
+
+    @property
+    def sent(self) -> bool:
+        """True between a ``send()`` and the loop noticing it."""
+        return bool(lib.gm_ev_async_pending(self._w))
 
 
 # signum -> (loop, Python handler to restore) while any Signal watches it:
@@ -564,6 +933,7 @@ class Signal(Watcher):
         return self._signum
 
     def start(self) -> None:
+        self._loop._live()
         if self.active:
             return
         owner = _signal_owner.get(self._signum)

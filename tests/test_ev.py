@@ -1,19 +1,28 @@
-"""gearman_ev.ev: the libev binding, checked against API.md section 1.
+"""gearman_ev.ev: the libev binding, checked against API.md sections 1 and 9
+(threads: Async, call_soon_threadsafe, the running thread; Ctrl-C; a loop
+destroyed under a finalizer).
 
 Every wait is bounded: run_until(), a guard timer, or (where a guard timer
-would itself keep the loop alive) a SIGALRM that stops the loop. Timing is
-asserted only as generous lower bounds ("did not fire early").
+would itself keep the loop alive) a SIGALRM that stops the loop; threads are
+joined with a timeout. Timing is asserted only as generous bounds ("did not
+fire early", "not held up until a 30 s timer"). Real SIGINTs go to child
+processes, never to pytest itself, except where the test installs Python's
+default handler around them (sigint_in).
 """
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import math
 import os
 import select
 import signal
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import weakref
@@ -773,6 +782,294 @@ def test_real_sigint_after_a_nested_start(loop):
         long.stop()
 
 
+# ===== Ctrl-C: raised from start() only between events (API.md 9) =====
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Every child starts from Python's default SIGINT handler, whatever the test
+# run inherited (a run under nohup, or in the background, ignores SIGINT).
+CHILD_PRELUDE = """
+import json, os, signal, sys, threading, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from gearman_ev import ev
+
+def pending():
+    return getattr(ev, "_sigint_since", None) is not None
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return predicate()
+
+def sigint():
+    os.kill(os.getpid(), signal.SIGINT)
+"""
+
+
+def run_child(body, timeout=30):
+    """Run CHILD_PRELUDE + body in a fresh Python; return the JSON it prints
+    last. Real SIGINTs, so never in the pytest process itself."""
+    proc = subprocess.run([sys.executable, "-c", CHILD_PRELUDE + textwrap.dedent(body)],
+                          env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, f"child exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_ctrl_c_mid_callback_waits_for_the_callback_to_finish():
+    out = run_child("""
+        loop = ev.Loop()
+        flags, fired = [], []
+        started = threading.Event()
+
+        def killer():
+            if started.wait(10):
+                sigint()
+
+        def busy(w, revents):
+            flags.append("start")
+            started.set()
+            t0 = time.monotonic()
+            n = 0
+            # ~200 ms of pure-Python work, and on until the SIGINT has been
+            # seen, so that it surely arrives mid-callback (bounded: 10 s).
+            while time.monotonic() - t0 < 0.2 or (not pending() and time.monotonic() - t0 < 10):
+                n += 1
+            flags.append("seen" if pending() else "not seen")
+            flags.append("end")
+
+        threading.Thread(target=killer, daemon=True).start()
+        loop.timer(0.01, 0, busy).start()
+        for name, after in (("t1", 0.05), ("t2", 0.1), ("t3", 0.15)):
+            loop.timer(after, 0, lambda w, r, name=name: fired.append(name)).start()
+        out = {}
+        try:
+            loop.start()
+            out["first run"] = "returned"
+        except KeyboardInterrupt:
+            out["first run"] = "KeyboardInterrupt"
+        out["flags then"], out["fired then"] = list(flags), list(fired)
+        out["resumed"] = loop.start()  # the timers left; returns once none is active
+        out["flags"], out["fired"] = flags, fired
+        print(json.dumps(out))
+    """)
+    assert out["first run"] == "KeyboardInterrupt"
+    # The interrupt arrived mid-callback and came out only after its last line.
+    assert out["flags then"] == ["start", "seen", "end"]
+    # Resuming runs what is left, each exactly once; the busy timer not again.
+    assert out["resumed"] is False
+    assert out["flags"] == ["start", "seen", "end"]
+    assert sorted(out["fired"]) == ["t1", "t2", "t3"]
+    assert out["fired then"] == [name for name in out["fired"] if name in out["fired then"]]
+
+
+def test_ctrl_c_while_idle_ends_start_promptly():
+    out = run_child("""
+        loop = ev.Loop()
+        long = loop.timer(30, 0, lambda w, r: None)
+        long.start()
+        threading.Timer(0.2, sigint).start()
+        t0 = time.monotonic()
+        try:
+            loop.start()
+            outcome = "returned"
+        except KeyboardInterrupt:
+            outcome = "KeyboardInterrupt"
+        print(json.dumps({"outcome": outcome, "seconds": time.monotonic() - t0,
+                          "long active": long.active, "pending after": pending()}))
+    """)
+    assert out["outcome"] == "KeyboardInterrupt"
+    assert out["seconds"] < 10  # generous: the 30 s timer did not end it
+    assert out["long active"] is True and out["pending after"] is False
+
+
+def test_ctrl_c_handler_is_installed_while_start_runs_and_restored_after():
+    out = run_child("""
+        loop = ev.Loop()
+        default = signal.default_int_handler
+        during = []
+
+        def peek(w, revents):
+            during.append(signal.getsignal(signal.SIGINT) is not default)
+
+        def nest(w, revents):
+            loop.timer(0, 0, peek).start()
+            loop.start(ev.EVRUN_ONCE)  # nested: must not restore on its way out
+            peek(w, revents)
+
+        out = {}
+        loop.timer(0, 0, nest).start()
+        loop.start()
+        out["during"], out["after run"] = list(during), signal.getsignal(signal.SIGINT) is default
+
+        def raise_it(w, revents):
+            raise KeyboardInterrupt
+        loop.timer(0, 0, raise_it).start()
+        try:
+            loop.start()
+        except KeyboardInterrupt:
+            pass
+        out["after a raised interrupt"] = signal.getsignal(signal.SIGINT) is default
+
+        loop.timer(30, 0, lambda w, r: None).start()
+        loop.timer(0.05, 0, lambda w, r: sigint()).start()
+        try:
+            loop.start()
+        except KeyboardInterrupt:
+            pass
+        out["after Ctrl-C"] = signal.getsignal(signal.SIGINT) is default
+        # A loop in another thread leaves SIGINT alone (only the main thread may).
+        other = ev.Loop()
+        other.timer(0, 0, lambda w, r: during.append(
+            signal.getsignal(signal.SIGINT) is not default)).start()
+        t = threading.Thread(target=other.start)
+        t.start()
+        t.join(10)
+        out["in a thread"] = during[-1]
+        print(json.dumps(out))
+    """)
+    assert out == {"during": [True, True], "after run": True, "after a raised interrupt": True,
+                   "after Ctrl-C": True, "in a thread": False}
+
+
+def test_ctrl_c_handler_left_behind_is_taken_back_by_the_next_start():
+    # A forced KeyboardInterrupt (the escape hatch) may land in start()'s
+    # last lines, before the default handler is back. The next start() finds
+    # its own handler with no loop running and restores the default on exit.
+    out = run_child("""
+        signal.signal(signal.SIGINT, ev._on_sigint)  # as such a start() leaves it
+        loop = ev.Loop()
+        loop.timer(0, 0, lambda w, r: None).start()
+        loop.start()
+        print(json.dumps(signal.getsignal(signal.SIGINT) is signal.default_int_handler))
+    """)
+    assert out is True
+
+
+@pytest.mark.parametrize("owner", ["user handler", "ignored", "libev watcher"])
+def test_ctrl_c_leaves_a_sigint_handler_it_did_not_install_alone(owner):
+    out = run_child(f"""
+        owner = {owner!r}
+        loop = ev.Loop()
+        caught = []
+        if owner == "user handler":
+            def mine(signum, frame):
+                caught.append(signum)
+            signal.signal(signal.SIGINT, mine)
+        elif owner == "ignored":
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            watcher = loop.signal(signal.SIGINT, lambda w, r: caught.append(signal.SIGINT))
+            watcher.start()
+        before = signal.getsignal(signal.SIGINT)
+        out = {{}}
+
+        def cb(w, revents):
+            out["during"] = signal.getsignal(signal.SIGINT) is before
+            sigint()
+            out["pending"] = pending()
+
+        fired = []
+        loop.timer(0, 0, cb).start()
+        loop.timer(0.1, 0, lambda w, r: fired.append(True)).start()
+        try:
+            while not fired:  # the SIGINT must not break or raise
+                loop.start(ev.EVRUN_ONCE)
+            out["outcome"] = "ran on"
+        except KeyboardInterrupt:
+            out["outcome"] = "KeyboardInterrupt"
+        if owner == "libev watcher":
+            loop.start(ev.EVRUN_NOWAIT)
+            watcher.stop()
+        out["after"] = signal.getsignal(signal.SIGINT) is before
+        out["caught"] = caught
+        print(json.dumps(out))
+    """)
+    assert out["during"] is True and out["after"] is True
+    assert out["outcome"] == "ran on" and out["pending"] is False
+    assert out["caught"] == ([] if owner == "ignored" else [signal.SIGINT])
+
+
+def test_second_ctrl_c_after_a_second_breaks_a_hung_callback():
+    out = run_child("""
+        loop = ev.Loop()
+        flags = []
+        started = threading.Event()
+
+        def killer():
+            if not started.wait(10):
+                return
+            sigint()
+            if wait_for(pending):
+                time.sleep(1.1)  # the escape hatch opens 1 s after the first
+                sigint()
+
+        def hang(w, revents):
+            flags.append("start")
+            started.set()
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 20:  # "hangs" (bounded for the test)
+                time.sleep(0.01)
+                if pending() and "first recorded" not in flags:
+                    flags.append("first recorded")  # the first SIGINT did not raise
+            flags.append("end")
+
+        threading.Thread(target=killer, daemon=True).start()
+        loop.timer(0, 0, hang).start()
+        t0 = time.monotonic()
+        try:
+            loop.start()
+            outcome = "returned"
+        except KeyboardInterrupt:
+            outcome = "KeyboardInterrupt"
+        seconds = time.monotonic() - t0
+        # One interrupt, raised once: the loop runs normally afterwards.
+        after = []
+        loop.timer(0.01, 0, lambda w, r: after.append(True)).start()
+        loop.start()
+        print(json.dumps({"outcome": outcome, "flags": flags, "seconds": seconds,
+                          "pending after": pending(), "after": after}))
+    """)
+    assert out["outcome"] == "KeyboardInterrupt"
+    assert out["flags"] == ["start", "first recorded"]  # cut short by the second
+    assert out["seconds"] < 15  # generous: the callback alone would take 20 s
+    assert out["pending after"] is False and out["after"] == [True]
+
+
+def test_start_with_a_ctrl_c_pending_raises_without_running():
+    # A callback that runs the loop itself (nested start()) after a Ctrl-C
+    # was recorded: the nested start() raises at once (ev_run would have
+    # cleared the break), the callback may catch it, and the outer start()
+    # then ends normally without a second KeyboardInterrupt.
+    out = run_child("""
+        loop = ev.Loop()
+        ran, notes = [], []
+
+        def nest(w, revents):
+            sigint()
+            notes.append(wait_for(pending))
+            loop.timer(0, 0, lambda w, r: ran.append("inner timer")).start()
+            try:
+                loop.start()
+                notes.append("nested returned")
+            except KeyboardInterrupt:
+                notes.append("nested raised")
+
+        loop.timer(0, 0, nest).start()
+        try:
+            loop.start()
+            notes.append("outer returned")
+        except KeyboardInterrupt:
+            notes.append("outer raised")
+        print(json.dumps({"notes": notes, "ran": ran}))
+    """)
+    assert out["notes"] == [True, "nested raised", "outer returned"]
+    # The timer started in the callback was not run by the refused nested
+    # start(); the outer run's iteration ran it before returning, or not.
+    assert out["ran"] in ([], ["inner timer"])
+
+
 # ===== Signals =====
 
 @contextlib.contextmanager
@@ -1002,3 +1299,400 @@ def test_prepare_stopped_in_its_callback_fires_once(loop):
     loop.start()  # returns: nothing is active once the prepare stopped
     assert calls == [ev.EV_PREPARE]
     assert not loop._active
+
+
+# ===== Async (threads) =====
+
+def test_async_send_from_another_thread_wakes_a_blocked_loop(loop):
+    # The loop has nothing else to do: without the send it would sleep until
+    # the alarm guard (the Async itself keeps start() running).
+    got = []
+
+    def cb(w, revents):
+        got.append((w, revents, threading.get_ident()))
+        w.stop()
+
+    a = loop.async_(cb)
+    assert isinstance(a, ev.Async)
+    a.start()
+    sender = threading.Timer(0.1, a.send)
+    sender.start()
+    try:
+        with alarm_guard(loop):
+            assert not loop.start()  # returns once the callback stopped the watcher
+    finally:
+        sender.cancel()
+        sender.join()
+    assert got == [(a, ev.EV_ASYNC, threading.get_ident())]  # in the loop's thread
+
+
+def test_async_sends_before_the_loop_runs_merge_into_one_call(loop):
+    calls = []
+    a = ev.Async(loop, lambda w, r: calls.append(r), data="d", priority=1)
+    assert (a.data, a.priority) == ("d", 1)
+    a.start()
+    assert not a.sent
+    for _ in range(3):
+        a.send()
+    assert a.sent
+    for _ in range(5):
+        loop.start(ev.EVRUN_NOWAIT)
+    assert calls == [ev.EV_ASYNC]  # libev delivers pending sends once
+    assert not a.sent
+    a.send()
+    run_until(loop, lambda: len(calls) == 2)
+    a.stop()
+    assert not a.active
+
+
+def test_async_send_to_a_stopped_watcher_is_dropped(loop):
+    calls = []
+    a = loop.async_(lambda w, r: calls.append(r))
+    a.send()  # never started: nothing to wake
+    a.start()
+    keep = loop.timer(0.05, 0, noop)
+    keep.start()
+    run_until(loop, lambda: not keep.active)
+    assert calls == []
+    a.stop()
+
+
+def test_async_many_threads_sending_while_the_loop_runs(loop):
+    # 8 threads hammer send() while the loop thread runs ev_run (cffi releases
+    # the GIL around both): no crash, no lost wake-up. Each callback notes how
+    # many threads had finished; once all have, a last send must still come
+    # through and be seen.
+    nthreads, nsends = 8, 2000
+    finished = []
+    seen = []
+
+    def cb(w, revents):
+        seen.append(len(finished))
+        if len(finished) == nthreads:
+            w.stop()
+
+    a = loop.async_(cb)
+    a.start()
+
+    def sender():
+        for _ in range(nsends):
+            a.send()
+        finished.append(True)  # list.append is atomic
+        a.send()
+
+    threads = [threading.Thread(target=sender) for _ in range(nthreads)]
+    for t in threads:
+        t.start()
+    try:
+        with alarm_guard(loop, 20):
+            loop.start()
+    finally:
+        for t in threads:
+            t.join(10)
+    assert seen and seen[-1] == nthreads
+    assert 1 <= len(seen) <= nthreads * (nsends + 1)
+    assert not a.active
+
+
+# ===== call_soon_threadsafe =====
+
+def test_call_soon_threadsafe_many_threads(loop):
+    # 8 threads x 10,000 calls while the loop runs: every call runs exactly
+    # once, in the loop's thread, and each thread's calls in the order made.
+    nthreads, ncalls = 8, 10_000
+    ran = []  # (thread number, sequence, thread that ran it)
+
+    def record(n, seq):
+        ran.append((n, seq, threading.get_ident()))
+        if len(ran) == nthreads * ncalls:
+            loop.stop()
+
+    def caller(n):
+        for seq in range(ncalls):
+            loop.call_soon_threadsafe(record, n, seq)
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(nthreads)]
+    for t in threads:
+        t.start()
+    try:
+        with guard(loop, 60):  # an active watcher: the queue alone does not hold the loop
+            loop.start()
+    finally:
+        for t in threads:
+            t.join(30)
+    assert len(ran) == nthreads * ncalls
+    assert {who for _, _, who in ran} == {threading.get_ident()}
+    for n in range(nthreads):
+        assert [seq for m, seq, _ in ran if m == n] == list(range(ncalls))
+
+
+def test_calls_queued_before_start_run_in_its_first_iteration(loop):
+    ran = []
+    loop.call_soon_threadsafe(ran.append, 1)
+    t = threading.Thread(target=loop.call_soon_threadsafe, args=(ran.append, 2))
+    t.start()
+    t.join(10)
+    with alarm_guard(loop):
+        # Nothing else is active: start() runs the queue once and returns
+        # (the queue does not keep the loop running).
+        assert not loop.start()
+    assert ran == [1, 2]
+    with alarm_guard(loop):
+        assert not loop.start()
+    assert ran == [1, 2]  # exactly once
+
+
+def test_call_soon_threadsafe_stops_a_blocked_loop_from_another_thread(loop):
+    long = loop.timer(30, 0, noop)
+    long.start()
+    stopper = threading.Timer(0.1, loop.call_soon_threadsafe, (loop.stop,))
+    stopper.start()
+    try:
+        with alarm_guard(loop):
+            assert loop.start()  # stopped: the 30 s timer is still active
+    finally:
+        stopper.cancel()
+        stopper.join()
+        long.stop()
+
+
+def test_call_made_by_a_callback_runs_at_the_next_iteration(loop):
+    # From the loop's own thread too, a call never runs inside the callback
+    # that made it, nor in the drain that is running: at the next iteration.
+    order = []
+
+    def note(name):
+        order.append((name, loop.iteration))
+
+    def first(w, revents):
+        loop.call_soon_threadsafe(note, "call")
+        loop.call_soon_threadsafe(note, "second call")
+        note("callback end")
+
+    def chained():
+        note("chain 1")
+        loop.call_soon_threadsafe(note, "chain 2")
+
+    loop.timer(0, 0, first).start()
+    loop.call_soon_threadsafe(chained)
+    run_until(loop, lambda: len(order) == 5)
+    when = dict(order)
+    names = [name for name, _ in order]
+    assert names.index("callback end") < names.index("call") < names.index("second call")
+    assert when["call"] > when["callback end"]
+    assert when["chain 2"] > when["chain 1"]
+
+
+def test_a_call_that_runs_the_loop_itself(loop, caplog):
+    # A queued call runs a nested start(), whose drain takes the calls queued
+    # behind it: each still runs once, and the outer drain copes.
+    ran = []
+
+    def nest():
+        ran.append("nest")
+        loop.call_soon_threadsafe(ran.append, "from nest")  # wakes the nested run
+        loop.start(ev.EVRUN_NOWAIT)
+        ran.append("nest end")
+
+    loop.call_soon_threadsafe(nest)
+    for n in range(3):
+        loop.call_soon_threadsafe(ran.append, n)
+    with alarm_guard(loop):
+        loop.start()
+    assert ran == ["nest", 0, 1, 2, "from nest", "nest end"]
+    assert not [r for r in caplog.records if r.name == "gearman_ev"]
+
+
+def test_call_soon_threadsafe_exceptions_are_logged_and_the_queue_goes_on(loop, caplog):
+    caplog.set_level(logging.ERROR, logger="gearman_ev")
+    ran = []
+
+    def boom():
+        raise ValueError("boom from a call")
+
+    loop.call_soon_threadsafe(ran.append, 1)
+    loop.call_soon_threadsafe(boom)
+    loop.call_soon_threadsafe(ran.append, 2)
+    run_until(loop, lambda: len(ran) == 2)
+    assert ran == [1, 2]
+    records = [r for r in caplog.records if r.name == "gearman_ev" and r.exc_info]
+    assert len(records) == 1 and records[0].exc_info[0] is ValueError
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_call_soon_threadsafe_interrupt_propagates_and_the_rest_run_later(loop, exc_type):
+    ran = []
+
+    def interrupt():
+        ran.append("interrupt")
+        raise exc_type()
+
+    for item in (1, interrupt, 2, 3):
+        if callable(item):
+            loop.call_soon_threadsafe(item)
+        else:
+            loop.call_soon_threadsafe(ran.append, item)
+    keep = loop.timer(30, 0, noop)
+    keep.start()
+    try:
+        with alarm_guard(loop), pytest.raises(exc_type):
+            loop.start()
+        assert ran == [1, "interrupt"]  # raised before the next call ran
+        run_until(loop, lambda: len(ran) == 4)
+        assert ran == [1, "interrupt", 2, 3]  # each exactly once, in order
+    finally:
+        keep.stop()
+
+
+def test_call_soon_threadsafe_refuses_a_non_callable(loop):
+    with pytest.raises(TypeError):
+        loop.call_soon_threadsafe("not callable")
+
+
+def test_an_unreferenced_loop_is_freed_without_gc():
+    # The call queue's Async must not tie the loop into a reference cycle.
+    gc.disable()
+    try:
+        lp = ev.Loop()
+        lp.call_soon_threadsafe(noop)
+        ref = weakref.ref(lp)
+        del lp
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+# ===== Which thread runs the loop =====
+
+def test_running_thread_is_the_thread_inside_start(loop):
+    assert loop._running_thread is None
+    seen = []
+
+    def cb(w, revents):
+        seen.append(loop._running_thread)
+        if len(seen) == 1:
+            loop.timer(0, 0, cb).start()
+            loop.start(ev.EVRUN_ONCE)  # nested: the same thread, still running
+            seen.append(loop._running_thread)
+
+    loop.timer(0, 0, cb).start()
+    with alarm_guard(loop):
+        loop.start()
+    me = threading.get_ident()
+    assert seen == [me, me, me]
+    assert loop._running_thread is None
+
+    def interrupted(w, revents):
+        raise KeyboardInterrupt
+
+    loop.timer(0, 0, interrupted).start()
+    with pytest.raises(KeyboardInterrupt):
+        loop.start()
+    assert loop._running_thread is None
+
+
+def test_running_thread_of_a_loop_run_by_another_thread(loop):
+    seen = []
+    started = threading.Event()
+
+    def body():
+        loop.timer(0, 0, lambda w, r: started.set()).start()
+        long = loop.timer(30, 0, noop)
+        long.start()
+        loop.start()  # until the stop below
+        long.stop()
+        seen.append(threading.get_ident())
+
+    t = threading.Thread(target=body)
+    t.start()
+    try:
+        assert started.wait(10)
+        assert loop._running_thread == t.ident  # read from the main thread
+        # A second thread may not run the same libev loop at the same time.
+        with pytest.raises(ev.Error, match="loop already running in another thread"):
+            loop.start(ev.EVRUN_NOWAIT)
+        assert loop._running_thread == t.ident  # the refused start changed nothing
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
+    assert seen == [t.ident]
+    assert loop._running_thread is None
+
+
+# ===== A destroyed loop =====
+
+NEEDS_THE_LOOP = [
+    "loop.start", "loop.stop", "loop.now", "loop.update", "loop.iteration", "loop.backend",
+    "timer.start", "timer.again", "timer.remaining", "timer.set", "io.start", "io.set",
+    "signal.start", "prepare.start", "async.start", "async.send", "loop.call_soon_threadsafe",
+]
+# Teardown: already done by the loop's own finalizer, so these return quietly.
+STOPS = ["timer.stop", "io.stop", "signal.stop", "prepare.stop", "async.stop"]
+
+
+def _calls_on(lp, watchers, fd):
+    """Every entry point of NEEDS_THE_LOOP and STOPS, as (name, call)."""
+    t, io, sig, prep, asy = watchers
+    calls = [
+        lp.start, lp.stop, lp.now, lp.update, lambda: lp.iteration, lambda: lp.backend,
+        t.start, t.again, lambda: t.remaining, lambda: t.set(1, 0), io.start,
+        lambda: io.set(fd, ev.EV_READ), sig.start, prep.start, asy.start, asy.send,
+        lambda: lp.call_soon_threadsafe(noop), t.stop, io.stop, sig.stop, prep.stop, asy.stop,
+    ]
+    assert len(calls) == len(NEEDS_THE_LOOP) + len(STOPS)
+    return zip(NEEDS_THE_LOOP + STOPS, calls)
+
+
+def test_loop_destroyed_in_a_garbage_cycle_raises_error():
+    # A loop, its active watchers and an object with a finalizer form one
+    # garbage cycle. gc finalizes the loop first (it is the older object), so
+    # the later finalizer meets a destroyed loop: every call that needs it
+    # must raise ev.Error("loop destroyed"), never reach libev with a NULL
+    # loop (a crash) or fail inside cffi; stopping a watcher, already done,
+    # returns quietly. In a child, so that a crash cannot take pytest down.
+    def body():
+        a, b = socket.socketpair()
+        outcomes = {}
+
+        class Late:
+            def __del__(self):
+                outcomes["loop destroyed first"] = self.loop._ptr is None
+                for name, call in _calls_on(self.loop, self.watchers, a.fileno()):
+                    try:
+                        call()
+                        outcomes[name] = "returned"
+                    except ev.Error as exc:
+                        outcomes[name] = str(exc)
+                    except BaseException as exc:  # noqa: BLE001 - reported
+                        outcomes[name] = repr(exc)
+                outcomes["still active"] = [w.active for w in self.watchers]
+
+        def make_cycle():
+            lp = ev.Loop()
+            late = Late()
+            late.loop = lp
+            late.watchers = (lp.timer(10, 0, lambda w, r: late), lp.io(a, ev.EV_READ, noop),
+                             lp.signal(signal.SIGUSR2, noop), lp.prepare(noop), lp.async_(noop))
+            for w in late.watchers[:2]:
+                w.start()  # the loop holds these, and through them `late`
+            lp.start(ev.EVRUN_NOWAIT)
+            return weakref.ref(lp)
+
+        gc.collect()
+        gc.disable()  # objects stay in creation order until the collection below
+        try:
+            ref = make_cycle()
+            if ref() is None or outcomes:
+                return b"the cycle was collected too early"
+            gc.collect()
+        finally:
+            gc.enable()
+        return json.dumps(outcomes).encode()
+
+    out, status = in_child(body)
+    assert os.WIFEXITED(status), f"child killed by signal {os.WTERMSIG(status)}"
+    outcomes = json.loads(out)
+    assert outcomes.pop("loop destroyed first") is True
+    assert outcomes.pop("still active") == [False] * 5
+    assert outcomes == {**dict.fromkeys(NEEDS_THE_LOOP, "loop destroyed"),
+                        **dict.fromkeys(STOPS, "returned")}

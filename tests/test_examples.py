@@ -130,7 +130,7 @@ TESTED = {
     "client", "worker", "pipeline", "background", "scheduled", "unique", "event_client",
     "fanout", "priority_queue", "json_payload", "retry", "async_worker", "worker_pool",
     "graceful_worker", "cron_consumer", "exceptions", "admin", "monitoring", "reconnect",
-    "multi_server", "unix_socket", "error_handling", "embed_libev",
+    "multi_server", "unix_socket", "error_handling", "embed_libev", "threads",
 }
 
 
@@ -476,3 +476,13 @@ def test_embed_libev(gearmand):
     # The program's own timer kept ticking while jobs were under way.
     assert any(line.startswith("heartbeat: ") for line in out)
     assert re.fullmatch(r"done: 5 readings converted, \d+ heartbeats", out[-1])
+
+
+def test_threads(gearmand):
+    out = lines(run("threads", gearmand, "--requests", "12", "--threads", "4"))
+    responses = out[:-1]
+    assert sorted(responses) == sorted(f"GET /hello/user{n} -> 200 <h1>Hello, user{n}!</h1>"
+                                       for n in range(1, 13))
+    summary = re.fullmatch(r"12 of 12 requests answered by (\d+) handler thread\(s\); "
+                           r"every job submitted from the loop's thread: True", out[-1])
+    assert summary and 1 <= int(summary.group(1)) <= 4

@@ -20,7 +20,7 @@ def test_binding_imports():
     assert ffi.sizeof("ev_io") > 0
 
 
-EV_NAMES = ["EV_READ", "EV_WRITE", "EV_TIMER", "EV_SIGNAL", "EV_ERROR",
+EV_NAMES = ["EV_READ", "EV_WRITE", "EV_TIMER", "EV_SIGNAL", "EV_ASYNC", "EV_ERROR",
             "EVBREAK_CANCEL", "EVBREAK_ONE", "EVBREAK_ALL", "EVRUN_NOWAIT", "EVRUN_ONCE",
             "EV_MINPRI", "EV_MAXPRI", "EVFLAG_AUTO", "EVFLAG_NOENV", "EVFLAG_FORKCHECK",
             "EVFLAG_SIGNALFD", "EVFLAG_NOSIGMASK", "EVBACKEND_SELECT", "EVBACKEND_POLL",
@@ -36,6 +36,7 @@ def test_ev_constants_equal_the_header(name):
 def test_ev_constants_have_libev_values():
     # libev's documented values (ev.h); pyev programs hard-code some of them.
     assert (ev.EV_READ, ev.EV_WRITE, ev.EV_TIMER, ev.EV_SIGNAL) == (0x01, 0x02, 0x100, 0x400)
+    assert ev.EV_ASYNC == 0x80000
     assert (ev.EVBREAK_CANCEL, ev.EVBREAK_ONE, ev.EVBREAK_ALL) == (0, 1, 2)
     assert (ev.EVRUN_NOWAIT, ev.EVRUN_ONCE) == (1, 2)
     assert ev.EV_MINPRI < 0 < ev.EV_MAXPRI

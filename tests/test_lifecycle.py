@@ -335,3 +335,32 @@ def test_priority_out_of_range_is_refused(loop, bad, exc):
     with pytest.raises(exc):
         g.priority = bad
     assert g.priority == 0
+
+
+# ===== A loop and its Gearman in one garbage cycle =====
+
+def test_gc_cycle_with_the_loop_still_drains(gearmand):
+    # The loop's timer holds a closure that holds the Gearman: loop, watchers
+    # and Gearman become garbage together. gc finalizes the loop first (it is
+    # older), so the Gearman's finalizer meets a destroyed loop; stopping its
+    # watchers there must not stop it from draining its callbacks (API.md 8).
+    fired = []
+
+    def make_cycle():
+        lp = ev.Loop()
+        g = Gearman(gearmand.host, gearmand.port, loop=lp)
+        assert echo(lp, g) == (b"x", None)
+        g.echo(b"p", lambda r, e: fired.append(e))  # pending when collected
+        lp.timer(10, 0, lambda w, r: g).start()
+        return weakref.ref(lp), weakref.ref(g)
+
+    gc.collect()
+    gc.disable()  # objects stay in creation order until the collection below
+    try:
+        refs = make_cycle()
+        assert all(ref() is not None for ref in refs) and fired == []
+        gc.collect()
+    finally:
+        gc.enable()
+    assert [ref() for ref in refs] == [None, None]
+    assert fired == ["disconnected"]
