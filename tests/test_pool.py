@@ -134,8 +134,7 @@ def test_servers_are_gearman_objects_in_the_given_order(loop, farm, pools):
 # ===== Routing =====
 
 def test_same_key_same_server_by_each_servers_status(loop, farm, pools, fname):
-    pool = pools(farm)
-    all_up(loop, pool)
+    pool = pools(farm)  # submitted at once: each key waits for its own server's connect
     names = pool.server_names
     keys = [f"key-{i}" for i in range(60)]
     created = []
@@ -389,6 +388,20 @@ def test_worker_serves_every_server_and_on_idle(loop, farm, pools, fname):
     worker.cant_do(fname)
     until_status(loop, client, fname, lambda st: all(t[2] == 0 for t in st.values()),
                  "the ability withdrawn everywhere")
+
+
+def test_client_id_option_and_echo_reach_every_server(loop, farm, pools):
+    pool = pools(farm)
+    pool.set_client_id("pool-client-id")
+    assert ask(loop, pool.option, "exceptions") == (True, None)
+    assert all(g._session.exceptions for g in pool.servers)  # and again on each connect
+    assert ask(loop, pool.echo, b"ping") == (b"ping", None)
+    workers, err = ask(loop, pool.server_workers)
+    assert err is None and all("pool-client-id" in text for text in workers.values())
+    with pytest.raises(TypeError):
+        pool.echo(42)
+    with pytest.raises(ValueError):
+        pool.set_client_id("two words")
 
 
 # ===== Status, admin, teardown =====
