@@ -69,10 +69,12 @@ class GearmanPool:
         connect_timeout: as ``Gearman``'s, and also how long a request waits
             when no server is up; then its callback gets
             ``"no server available"`` (0: it waits as long as it takes).
-        **options: every other option of ``Gearman`` (API.md 2), applied to
-            each connection; callbacks (``on_error``, ``on_connect``,
-            ``on_disconnect``) too. For one server's own, set them on
-            ``pool.servers[i]``.
+        priority, keepalive, command_timeout, reconnect_delay,
+            max_reconnect_attempts, exceptions, client_id, grab_unique,
+            high_water, on_error, on_connect, on_disconnect: as
+            ``Gearman``'s (API.md 2), applied to each connection; the
+            callbacks fire for each server. For one server's own callback,
+            set it on ``pool.servers[i]`` (the pool does not rely on them).
 
     Routing: a request with a unique key goes to the key's server by
     rendezvous hashing (the same server in every process while it is up;
@@ -80,6 +82,9 @@ class GearmanPool:
     connected server in turn. A request the pool's server dropped before
     writing it is sent again elsewhere (``rerouted_count``); a job already
     handed to a server that drops fails with ``"disconnected"``.
+
+    ``pool.servers[i]`` may also be used alone, as any ``Gearman``; its
+    submissions, echoes and unique-key statuses fail over like the pool's.
 
     Raises: TypeError / ValueError for bad servers or options, before any I/O.
     """

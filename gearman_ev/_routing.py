@@ -17,9 +17,13 @@ What it owns:
 - failover: a session hands back the requests it never wrote when its
   connection ends (``_session`` rule 6, ``session_down``); they are routed
   again as if new, keeping their callbacks, unique keys and job deadlines;
-- the handles of background jobs the pool created, and which server holds
-  each (bounded: the newest ``HANDLE_MEMORY``; a handle a server reports as
-  unknown is forgotten, for its job has ended);
+- the handles of background jobs created through the pool's connections,
+  and which server holds each, as the session that got JOB_CREATED reports
+  (``created``). Bounded: at most ``HANDLE_MEMORY``, the oldest half
+  forgotten at once; a handle a server reports as unknown is forgotten at
+  once, for its job has ended. (A foreground job's handle never reaches a
+  callback of the libev API; a front-end that shows it, as asyncio's
+  ``JobRun.handle``, calls ``remember`` and ``forget`` itself.)
 - ``GrabCap``: ``work(concurrency=N)`` over many connections, at most N
   GRABs outstanding plus jobs running across all of them, the free slots
   dealt round-robin so that no server starves.
@@ -34,9 +38,9 @@ What must stay true:
   the 8-byte BLAKE2b digest read little-endian, ``mix64`` SplitMix64's
   finalizer; ties go to the server given first.
 - State first, user code second (``_session`` rule 2): a request leaves the
-  parked queue before its callback runs, and a session is told of its pool
-  only through ``session_up`` / ``session_down``, which run no user code
-  except the failures of requests that can no longer be served.
+  parked queue before its callback runs; ``session_up`` / ``session_down``
+  place every request they move before they run any user code (the
+  failures of what can no longer be served, the answers of fan-outs).
 """
 from __future__ import annotations
 
@@ -291,7 +295,7 @@ class _ParkedCall:
     """A fan-out waiting for any server to be up: ``go()`` then, else
     ``fail(err)`` at ``deadline``."""
 
-    __slots__ = ("go", "fail", "deadline", "err", "key")
+    __slots__ = ("go", "fail", "deadline", "err")
 
     def __init__(self, go: Callable[[], None], fail: Callable[[str], None],
                  deadline: float) -> None:
@@ -299,7 +303,6 @@ class _ParkedCall:
         self.fail = fail
         self.deadline = deadline
         self.err = errors.NO_SERVER
-        self.key = None
 
 
 class Router:

@@ -35,13 +35,13 @@ Rules that must stay true:
    stream offset of each re-routable request not yet written is kept in
    ``_marks``; those requests are the last ones of their kinds in
    ``_pending``, for a reply only ever answers a request that was written.
-   A request the kernel took any byte of fails as
-   before: a whole one may have reached the server, and of one cut in two
-   (at most one per drop) the head is gone from the buffer, so it cannot be
-   re-sent as it was. For a driver that takes the bytes out for its own
-   transport (``take_output``), "written" means handed to that transport.
-   Everything else (a job created on that server, a GRAB, an admin line, a
-   status by handle) still fails once with "disconnected": never re-sent.
+   A request the kernel took any byte of fails as before: a whole one may
+   have reached the server, and of one cut in two (at most one per drop)
+   the head is gone from the buffer, so it cannot be re-sent as it was. For
+   a driver that takes the bytes out for its own transport
+   (``take_output``), "written" means handed to that transport. Everything
+   else (a job created on that server, a GRAB, an admin line, a status by
+   handle) still fails once with "disconnected": never re-sent.
 """
 from __future__ import annotations
 
