@@ -511,15 +511,14 @@ class GearmanPool:
         router = self._check()
         cap = GrabCap(router.sessions, limit) if limit is not None else None
         idle = _idle_watch(router, on_idle) if on_idle is not None else None
-        router.grab_cap = cap
         if cap is not None:
-            cap.limit = 0  # none grabs before every server's loop is on
+            cap.hold = True  # none grabs before every server's loop is on
         for s in router.sessions:
             s.grab_cap = cap
         for g in self._servers:
             g.work(idle, concurrency=limit)
-        if cap is not None and limit is not None:
-            cap.limit = limit
+        router.hold_grabs(cap)
+        if cap is not None:
             cap.share()
 
     def work_stop(self) -> None:

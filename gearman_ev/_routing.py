@@ -248,14 +248,19 @@ class GrabCap:
     plus the async jobs running, summed over every live connection, never
     exceed N. A session with a cap asks ``share()`` instead of grabbing on
     its own; free slots go to the awake sessions in turn, starting after
-    the last one served."""
+    the last one served. While ``hold`` is set (servers still making their
+    first connect: see ``Router.hold_grabs``) nothing is granted, so that
+    the first server up does not take every slot."""
 
     def __init__(self, sessions: Sequence[Session], limit: int) -> None:
         self.sessions = sessions
         self.limit = limit
+        self.hold = False
         self._turn = 0
 
     def share(self) -> None:
+        if self.hold:
+            return
         sessions = self.sessions
         n = len(sessions)
         room = self.limit - sum(s.grab_load for s in sessions)
@@ -340,6 +345,7 @@ class Router:
         # this iteration (the servers of one farm often come up together),
         # and until then new requests queue behind them (FIFO).
         self._release_due = False
+        self._cap_due = False  # the same for a held grab cap (GrabCap.hold)
         self._armed = 0.0
         # Per server, fan-out parts waiting for its first connect.
         self._waiters: List[List[Tuple[Callable[[], None], Callable[[str], None]]]] = \
@@ -443,6 +449,21 @@ class Router:
         self._parked.append(_ParkedCall(go, fail, deadline))
         self._arm(deadline)
 
+    def hold_grabs(self, cap: Optional[GrabCap]) -> None:
+        """Use ``cap`` for the workers (None: none). If a server is still
+        making its first connect, the cap grants nothing until the loop
+        round after the next server comes up: servers that connect together
+        share the first slots."""
+        self.grab_cap = cap
+        self._cap_due = False
+        if cap is None:
+            return
+        cap.hold = any(s.state == CONNECTING and not self._down[i]
+                       for i, s in enumerate(self.sessions))
+        if cap.hold and any(s.state == CONNECTED for s in self.sessions):
+            self._cap_due = True
+            self._arm(self._now())
+
     def to_server(self, i: int, go: Callable[[], None], fail: Callable[[str], None]) -> None:
         """One part of a fan-out to server i: ``go()`` if it is connected,
         after its first connect if it is making it, else
@@ -470,6 +491,10 @@ class Router:
             go()
         if self._parked and not self._release_due:
             self._release_due = True
+            self._arm(self._now())
+        cap = self.grab_cap
+        if cap is not None and cap.hold and not self._cap_due:
+            self._cap_due = True
             self._arm(self._now())
 
     def session_down(self, session: Session,
@@ -553,6 +578,12 @@ class Router:
         self._armed = 0.0
         if self._release_due:
             self._reroute_parked()
+        cap = self.grab_cap
+        if self._cap_due:
+            self._cap_due = False
+            if cap is not None and cap.hold:
+                cap.hold = False
+                cap.share()
         now = self._now()
         expired = [p for p in self._parked if p.deadline and p.deadline <= now]
         if expired:

@@ -368,6 +368,35 @@ def test_one_concurrency_cap_across_servers(loop, farm, pools, fname):
     assert set(served) == {0, 1, 2}  # the slots went round every server
 
 
+def test_a_dead_servers_slots_go_to_the_others(loop, farm, pools, fname):
+    client = pools(farm)
+    all_up(loop, client)
+    for i, g in enumerate(client.servers):  # 5 jobs queued on each server
+        for n in range(5):
+            g.submit_job_bg(fname, f"{i}-{n}")
+    until_status(loop, client, fname, lambda st: all(t[0] == 5 for t in st.values()),
+                 "5 jobs queued on each server")
+    worker = pools(farm, reconnect_delay=0.05)
+    all_up(loop, worker)
+    held = []
+    worker.register_function(fname, held.append, async_=True)
+    worker.work(concurrency=3)
+    run_until(loop, lambda: len(held) == 3, what="3 jobs running")
+    assert sorted(server_of(worker, j) for j in held) == [0, 1, 2]  # one slot each
+    farm[1].kill()
+    # Server 1's job is stale now and its slot free: another server fills it.
+    run_until(loop, lambda: len(held) == 4, what="a 4th job from a live server")
+    assert server_of(worker, held[3]) in (0, 2)
+    stale = next(j for j in held[:3] if server_of(worker, j) == 1)
+    with pytest.raises(GearmanError, match="stale job"):
+        stale.complete(b"late")
+    for j in held:
+        if j is not stale:
+            j.complete(b"ok")
+    run_until(loop, lambda: len(held) == 7, what="3 more jobs, from servers 0 and 2")
+    assert all(server_of(worker, j) in (0, 2) for j in held[4:])
+
+
 def test_worker_serves_every_server_and_on_idle(loop, farm, pools, fname):
     worker = pools(farm)
     idle = []
