@@ -240,7 +240,7 @@ class Gearman:
 
     @property
     def keepalive(self) -> float:
-        """TCP keepalive idle time in seconds (0: off); the kernel counts
+        """TCP keepalive idle time in seconds, 0 for off; the kernel counts
         whole seconds, so a fraction is rounded (never down to off)."""
         return self._driver.keepalive
 
@@ -250,7 +250,7 @@ class Gearman:
 
     @property
     def connect_timeout(self) -> float:
-        """Seconds a connect may take (0: no limit)."""
+        """Seconds a connect may take, 0 for no limit."""
         return self._session.connect_timeout
 
     @connect_timeout.setter
@@ -259,7 +259,7 @@ class Gearman:
 
     @property
     def command_timeout(self) -> float:
-        """Seconds without a byte while a request awaits its reply (0: off)."""
+        """Seconds without a byte while a request awaits its reply, 0 for off."""
         return self._session.command_timeout
 
     @command_timeout.setter
@@ -271,7 +271,7 @@ class Gearman:
 
     @property
     def high_water(self) -> int:
-        """Unsent bytes above which new requests are refused (0: unbounded)."""
+        """Unsent bytes above which new requests are refused, 0 for unbounded."""
         return self._session.high_water
 
     @high_water.setter
@@ -452,7 +452,7 @@ class Gearman:
 
     def admin(self, command: Name, cb: Callback = None) -> None:
         """A text command; ``cb(text, err)``. Block replies come whole; a
-        reply starting with ``ERR `` is the err."""
+        one-line reply that starts with "ERR" is delivered as the err."""
         cmd = _args.text(command, "command")
         if b"\r" in cmd or b"\n" in cmd or b"\0" in cmd:
             raise ValueError("admin command must not hold CR, LF or NUL")

@@ -56,6 +56,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from . import _args, _codec, errors
 from ._codec import CMD, NULL, TEXT_BLOCK, TEXT_LINE, TEXT_MARKED, next_packet, pack4, unpack
+from ._driver import Driver
 
 __all__ = ["Session", "Submission", "Entry", "fork_generation", "fail_detached",
            "REROUTABLE", "DISCONNECTED", "CONNECTING", "CONNECTED", "WAITING"]
@@ -221,7 +222,7 @@ class Session:
     function, unique, workload, counted)`` builds the worker's Job objects.
     """
 
-    def __init__(self, driver: Any, make_job: Callable[..., Any], *, exceptions: bool,
+    def __init__(self, driver: Driver, make_job: Callable[..., Any], *, exceptions: bool,
                  client_id: Optional[bytes], grab_unique: bool, connect_timeout: float,
                  command_timeout: float, reconnect: bool, reconnect_delay: float,
                  max_reconnect_attempts: int, high_water: int) -> None:
@@ -338,6 +339,7 @@ class Session:
         self._start_connect()
 
     def _start_connect(self) -> None:
+        assert self.address is not None  # connect() set it; reconnects reuse it
         self.state = CONNECTING
         self._connect_at = self._driver.now() + self.connect_timeout if self.connect_timeout else 0.0
         self._rearm()
