@@ -69,12 +69,14 @@ class GearmanPool:
         connect_timeout: as ``Gearman``'s, and also how long a request waits
             when no server is up; then its callback gets
             ``"no server available"`` (0: it waits as long as it takes).
-        priority, keepalive, command_timeout, reconnect_delay,
-            max_reconnect_attempts, exceptions, client_id, grab_unique,
-            high_water, on_error, on_connect, on_disconnect: as
-            ``Gearman``'s (API.md 2), applied to each connection; the
-            callbacks fire for each server. For one server's own callback,
-            set it on ``pool.servers[i]`` (the pool does not rely on them).
+
+    The other keyword arguments (``priority``, ``keepalive``,
+    ``command_timeout``, ``reconnect_delay``, ``max_reconnect_attempts``,
+    ``exceptions``, ``client_id``, ``grab_unique``, ``high_water``,
+    ``on_error``, ``on_connect``, ``on_disconnect``) are ``Gearman``'s
+    (API.md 2), applied to each connection; the callbacks fire for each
+    server. For one server's own callback, set it on ``pool.servers[i]``
+    (the pool does not rely on them).
 
     Routing: a request with a unique key goes to the key's server by
     rendezvous hashing (the same server in every process while it is up;
@@ -86,7 +88,7 @@ class GearmanPool:
     ``pool.servers[i]`` may also be used alone, as any ``Gearman``; its
     submissions, echoes and unique-key statuses fail over like the pool's.
 
-    Raises: TypeError / ValueError for bad servers or options, before any I/O.
+    Bad servers or options raise TypeError or ValueError, before any I/O.
     """
 
     def __init__(self, servers: Sequence[ServerArg], loop: Optional[ev.Loop] = None, *,
@@ -195,8 +197,8 @@ class GearmanPool:
 
     @property
     def server_names(self) -> Tuple[str, ...]:
-        """Each server's canonical spec (``"host:port"``, ``"[v6]:port"``,
-        ``"unix:/path"``): the keys of the admin replies."""
+        """Each server's canonical spec, ``"host:port"``, ``"[v6]:port"`` or
+        ``"unix:/path"``, in the given order; the keys of the admin replies."""
         return tuple(s.name for s in self._specs)
 
     @property
@@ -211,7 +213,7 @@ class GearmanPool:
 
     @property
     def waiting_count(self) -> int:
-        """Requests held until a server is up: the pool's own and each
+        """Requests held until a server is up, the pool's own and each
         connection's."""
         return self._r.parked_count + sum(g.waiting_count for g in self._servers)
 
