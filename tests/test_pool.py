@@ -433,6 +433,41 @@ def test_client_id_option_and_echo_reach_every_server(loop, farm, pools):
         pool.set_client_id("two words")
 
 
+def test_every_submission_kind_through_the_pool(loop, farm, pools, fname):
+    pool = pools(farm)
+    worker = pools(farm)
+    worker.register_function(fname, lambda job: job.workload[::-1])
+    worker.work()
+    all_up(loop, pool)
+    for submit in (pool.submit_job, pool.submit_job_high, pool.submit_job_low):
+        assert ask(loop, submit, fname, "abc") == (b"cba", None)
+        assert ask(loop, submit, fname, "abc", unique="u-" + submit.__name__) == (b"cba", None)
+    for submit in (pool.submit_job_bg, pool.submit_job_high_bg, pool.submit_job_low_bg):
+        handle, err = ask(loop, submit, fname, "x")
+        assert err is None and handle.startswith("H:")
+    later = int(time.time()) + 3600
+    handle, err = ask(loop, pool.submit_job_epoch, fname + "_later", "x", later, unique="e")
+    assert err is None
+    st, err = ask(loop, pool.get_status_unique, "e")
+    assert err is None and st["known"] and not st["running"]
+
+
+def test_a_pool_inherited_across_fork_refuses_in_the_child(loop, farm, pools, fname):
+    pool = pools(farm)
+    all_up(loop, pool)
+    pid = os.fork()
+    if pid == 0:  # the child: every request refused, nothing written to the parent's sockets
+        code = 1
+        try:
+            pool.submit_job(fname, "x")
+        except GearmanError as exc:
+            code = 0 if exc.err == errors.USED_AFTER_FORK else 2
+        os._exit(code)
+    _, status_ = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status_) == 0
+    assert ask(loop, pool.echo, b"still mine") == (b"still mine", None)
+
+
 # ===== Status, admin, teardown =====
 
 def test_get_status_asks_the_server_that_created_the_handle(loop, farm, pools, fname):
