@@ -98,7 +98,8 @@ fuzz:
 # that a C read past one is caught. --capture=sys leaves fd 2 alone, so a
 # sanitizer report is printed before the abort (fd capture would swallow it).
 SAN_TESTS := $(wildcard $(addprefix tests/,test_parse.py test_pack.py test_buf.py \
-                 test_conn.py test_client.py test_protocol_errors.py))
+                 test_conn.py test_client.py test_protocol_errors.py test_session.py \
+                 test_reliability.py test_interrupts.py))
 sanitize: deps $(VENV)/.installed
 	rm -f $(VENV)/.built
 	GEARMAN_EV_SANITIZE=1 $(PY) csrc/ffi_build.py >/dev/null
