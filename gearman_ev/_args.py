@@ -45,7 +45,7 @@ def payload(value: Any, what: str = "payload") -> Any:
                     f"not {type(value).__name__}")
 
 
-def text(value, what):
+def text(value: Any, what: str) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
@@ -55,11 +55,11 @@ def text(value, what):
 
 # Names already checked, as given -> as bytes: a program submits to the same
 # few functions over and over. Bounded: cleared when it reaches the limit.
-_checked_functions: dict = {}
+_checked_functions: dict[Any, bytes] = {}
 _CHECKED_LIMIT = 4096
 
 
-def function(value):
+def function(value: Any) -> bytes:
     if type(value) is not str and type(value) is not bytes:
         return _check_function(value)  # raises the TypeError
     name = _checked_functions.get(value)
@@ -72,7 +72,7 @@ def function(value):
     return name
 
 
-def _check_function(value):
+def _check_function(value: Any) -> bytes:
     name = text(value, "function name")
     if not name:
         raise ValueError("function name must not be empty")
@@ -83,7 +83,7 @@ def _check_function(value):
     return name
 
 
-def _key(value, what, limit, empty_ok):
+def _key(value: Any, what: str, limit: int, empty_ok: bool) -> bytes:
     """A unique key or a job handle: bounded, NUL-free (a leading argument)."""
     key = text(value, what)
     if not key and not empty_ok:
@@ -95,11 +95,11 @@ def _key(value, what, limit, empty_ok):
     return key
 
 
-def unique(value):
+def unique(value: Any) -> bytes:
     return b"" if value is None else _key(value, "unique", MAX_UNIQUE, True)
 
 
-def handle(value):
+def handle(value: Any) -> bytes:
     return _key(value, "handle", MAX_HANDLE, False)
 
 
@@ -181,7 +181,7 @@ def epoch(value: Any) -> bytes:
     return str(value).encode()
 
 
-def check_size(*args):
+def check_size(*args: Any) -> None:
     """The MAX_PACKET rule of API.md 3, before anything is sent."""
     body = len(args) - 1  # the NUL separators
     for arg in args:
@@ -216,7 +216,7 @@ def option_name(value: Any) -> bytes:
     return opt
 
 
-def name_token(value, what):
+def name_token(value: Any, what: str) -> bytes:
     """A word for the text protocol or SET_CLIENT_ID: no whitespace, no
     control bytes (they would break the line or the workers listing)."""
     word = text(value, what)
