@@ -89,6 +89,72 @@ class GearmanEv:
         self.g.disconnect()
 
 
+class GearmanEvAio:
+    """gearman_ev.aio on the default asyncio loop (GearmanEvUvloop: on uvloop).
+    Each call sends its request at once and returns a coroutine for the
+    reply, so the pipelined and background workloads call n times, then
+    await each reply in turn: no task per job."""
+    dist = "gearman-ev"
+
+    def __init__(self, host, port, limit):
+        self.limit = limit
+        self.loop = self.new_loop()
+        self.g = self._run(self._connect(host, port))
+
+    @staticmethod
+    def new_loop():
+        return asyncio.new_event_loop()
+
+    @staticmethod
+    async def _connect(host, port):
+        from gearman_ev.aio import AsyncGearman
+        g = AsyncGearman(host, port)
+        await g.wait_connected()
+        return g
+
+    def _run(self, coro):
+        try:
+            return self.loop.run_until_complete(asyncio.wait_for(coro, self.limit))
+        except asyncio.TimeoutError:
+            raise Failed("timeout") from None
+
+    def pipelined(self, n, payload):
+        async def many():
+            g = self.g
+            replies = [g.submit_job(FUNC, payload) for _ in range(n)]
+            for reply in replies:
+                await reply
+        self._run(many())
+
+    def sequential(self, n, payload):
+        async def one_by_one():
+            g = self.g
+            for _ in range(n):
+                await g.submit_job(FUNC, payload)
+        self._run(one_by_one())
+
+    def background(self, n, payload):
+        async def many():
+            g = self.g
+            replies = [g.submit_job_bg(BG_FUNC, payload) for _ in range(n)]
+            for reply in replies:
+                await reply
+        self._run(many())
+
+    def close(self):
+        self._run(self.g.close())
+        self.loop.close()
+
+
+class GearmanEvUvloop(GearmanEvAio):
+    dist = "uvloop"
+
+    @staticmethod
+    def new_loop():
+        import uvloop
+        return uvloop.new_event_loop()
+
+
 class PyGearman:
     dist = "pygearman"
 
@@ -240,7 +306,8 @@ class AioGear:
         self.loop.close()
 
 
-CLIENTS = {"gearman_ev": GearmanEv, "pygearman": PyGearman, "gear": Gear, "aiogear": AioGear}
+CLIENTS = {"gearman_ev": GearmanEv, "aio": GearmanEvAio, "aio+uvloop": GearmanEvUvloop,
+           "pygearman": PyGearman, "gear": Gear, "aiogear": AioGear}
 
 
 def version(name):

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import inspect
 import logging
 import os
@@ -76,38 +75,116 @@ _PRIORITIES = {"high": CMD.SUBMIT_JOB_HIGH, "normal": CMD.SUBMIT_JOB, "low": CMD
 
 # ===== Replies as awaitables =====
 
-def _settle(fut: asyncio.Future[Tuple[Any, Optional[str]]], result: Any,
-            err: Optional[str]) -> None:
-    """A request's ``cb(result, err)``: hands the reply to its future. The
-    pair is the future's *result* (the exception is made by whoever awaits),
-    so a reply nobody awaits any more is never an unretrieved exception."""
-    if not fut.done():  # done: its awaiter was cancelled; the reply is dropped
+_PENDING = "pending"  # a Reply's err until its reply came (an err is never this string)
+
+
+def _settle(reply: Union[Reply, ReplyEntry], result: Any, err: Optional[str]) -> None:
+    reply.result = result
+    reply.err = err
+    fut = reply.fut
+    if fut is not None and not fut.done():  # done: its awaiter was cancelled
         try:
-            fut.set_result((result, err))
+            fut.set_result(None)
         except RuntimeError:
-            pass  # the loop is closed (a drain from a finalizer): no one can await it
+            pass  # the loop is closed (a drain from a finalizer): no one can await
 
 
-def _settle_grab(fut: asyncio.Future[Tuple[Any, Optional[str]]], job: Any,
-                 err: Optional[str]) -> None:
-    """``grab_job``'s callback: "no job" is an answer (None), not a failure."""
-    if not fut.done():
-        try:
-            fut.set_result((None, None) if err == errors.NO_JOB else (job, err))
-        except RuntimeError:
-            pass  # the loop is closed
+class Reply:
+    """One request's reply, as its session callback delivers it: the
+    request's ``cb(result, err)`` is the Reply itself. A future is made only
+    if someone awaits before the reply came, so a pipelined request whose
+    reply is in when it is awaited costs no future and no loop round."""
+
+    __slots__ = ("result", "err", "fut")
+    result: Any
+    exc_data: Optional[bytes] = None
+
+    def __init__(self) -> None:
+        self.err: Optional[str] = _PENDING
+        self.fut: Optional[asyncio.Future[None]] = None
+
+    __call__ = _settle
 
 
-async def _reply(fut: asyncio.Future[Tuple[Any, Optional[str]]], owner: Any) -> Any:
-    """Await one request's reply: the result, or raise the err's exception.
+class GrabReply(Reply):
+    """``grab_job``'s: "no job" is an answer (None), not a failure."""
 
-    ``owner`` is unused but held: a request being awaited keeps its
-    connection object alive (otherwise ``await AsyncGearman(...).echo(x)``
-    would drop the connection, and with it the request, at once)."""
-    result, err = await fut
+    __slots__ = ()
+
+    def __call__(self, result: Any, err: Optional[str]) -> None:
+        if err == errors.NO_JOB:
+            err = None
+        _settle(self, result, err)
+
+
+class ReplyEntry(Entry):
+    """A request's FIFO entry that is its own Reply: for the requests made
+    most (echo, status, background submissions), one object per request
+    instead of an Entry and a Reply, as every object alive per request in a
+    long pipeline is more work for the garbage collector. ``cb`` is a
+    property: the bound method is made when the reply comes and dropped
+    after, so the entry holds no reference to itself."""
+
+    __slots__ = ("result", "err", "fut")
+    result: Any
+    exc_data: Optional[bytes] = None
+
+    def __init__(self, kind: int) -> None:  # Entry.__init__ not called: no cb slot to set
+        self.kind = kind
+        self.err: Optional[str] = _PENDING
+        self.fut: Optional[asyncio.Future[None]] = None
+
+    settle = _settle
+
+    @property
+    def cb(self) -> Callable[[Any, Optional[str]], None]:  # type: ignore[override]
+        return self.settle
+
+
+class JobReply(Submission):
+    """``submit_job*``'s FIFO entry, a Submission that is its own reply (see
+    ReplyEntry). ``cb`` and ``on_exception`` are properties: the session
+    reads them when an event comes, and its ``= None`` after the job
+    finished (which frees what a plain Submission holds) is a no-op here."""
+
+    __slots__ = ("result", "err", "fut", "exc_data", "user_on_exception")
+    result: Any
+
+    def __init__(self, on_data: Handler, on_warning: Handler, on_status: Handler,
+                 on_exception: Handler, shared: bool) -> None:
+        Submission.__init__(self, None, on_data, on_warning, on_status, None, shared)
+        self.err: Optional[str] = _PENDING
+        self.fut: Optional[asyncio.Future[None]] = None
+        self.exc_data: Optional[bytes] = None
+        self.user_on_exception = on_exception
+
+    settle = _settle
+
+    def exception_event(self, data: bytes) -> None:
+        self.exc_data = data  # for JobException.data
+        if self.user_on_exception is not None:
+            self.user_on_exception(data)  # the session logs what it raises
+
+    def _ignore(self, value: Any) -> None:
+        pass
+
+    cb = property(lambda self: self.settle, _ignore)
+    on_exception = property(lambda self: self.exception_event, _ignore)
+
+
+async def _reply(reply: Union[Reply, ReplyEntry, JobReply], owner: AsyncGearman) -> Any:
+    """The coroutine a request method returns: the reply's result, or its
+    err's exception. Cancelled while it waits, it leaves the request in
+    place: the reply, when it comes, is consumed and dropped. ``owner`` is
+    held: a request being awaited keeps its connection object alive (else
+    ``await AsyncGearman(...).echo(x)`` would drop the connection at once)."""
+    if reply.err is _PENDING:
+        fut = reply.fut = owner._loop.create_future()
+        await fut
+    err = reply.err
     if err is None:
-        return result
-    raise errors.exception_for(err)
+        return reply.result
+    raise errors.exception_for(err, reply.exc_data)
 
 
 class JobEvent(NamedTuple):
@@ -136,7 +213,7 @@ class JobRun:
     """
 
     __slots__ = ("_loop", "_owner", "handle", "done", "_result", "_err", "_exc_data", "_events",
-                 "_wakeups", "_on_exception")
+                 "_wakeups")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, owner: Any = None) -> None:
         self._loop = loop
@@ -150,25 +227,15 @@ class JobRun:
         self._exc_data: Optional[bytes] = None
         self._events: List[JobEvent] = []
         self._wakeups: Optional[List[asyncio.Future[None]]] = None
-        self._on_exception: Handler = None
 
     # ----- wiring to a session -----
 
-    def submission(self, shared: bool, record: bool, on_data: Handler = None,
-                   on_warning: Handler = None, on_status: Handler = None,
-                   on_exception: Handler = None) -> Submission:
-        """The session's Submission feeding this run. ``record``: keep the
-        events for ``events()`` (``submit()``); else hand them to the given
-        handlers (``submit_job*``). Either way WORK_EXCEPTION's data is kept
-        for ``JobException.data``."""
-        self._on_exception = on_exception
-        if record:
-            sub = Submission(self._finish, self._data_event, self._warning_event,
-                             self._status_event, self._exception_event, shared)
-            sub.on_created = self._created
-        else:
-            sub = Submission(self._finish, on_data, on_warning, on_status,
-                             self._exception_event, shared)
+    def submission(self, shared: bool) -> Submission:
+        """The session's Submission feeding this run (``shared``: it has a
+        unique key): its events are kept for ``events()``."""
+        sub = Submission(self._finish, self._data_event, self._warning_event,
+                         self._status_event, self._exception_event, shared)
+        sub.on_created = self._created
         return sub
 
     def _wake(self) -> None:
@@ -209,11 +276,8 @@ class JobRun:
 
     def _exception_event(self, data: bytes) -> None:
         self._exc_data = data
-        if self._on_exception is not None:
-            self._on_exception(data)  # the session logs what it raises
-        else:
-            self._events.append(JobEvent("exception", data))
-            self._wake()
+        self._events.append(JobEvent("exception", data))
+        self._wake()
 
     def _finish(self, result: Optional[bytes], err: Optional[str]) -> None:
         self.done = True
@@ -959,9 +1023,9 @@ class AsyncGearman:
     # ===== Client (API.md 5) =====
 
     def _request(self, cmd: int, args: Tuple[Any, ...], kind: int) -> Coroutine[Any, Any, Any]:
-        fut: asyncio.Future[Tuple[Any, Optional[str]]] = self._loop.create_future()
-        self._check().send(cmd, args, Entry(kind, functools.partial(_settle, fut)))
-        return _reply(fut, self)
+        reply = ReplyEntry(kind)
+        self._check().send(cmd, args, reply)
+        return _reply(reply, self)
 
     def echo(self, data: Payload) -> Coroutine[Any, Any, bytes]:
         """ECHO_REQ: sends now; the coroutine returns the echoed bytes."""
@@ -969,32 +1033,32 @@ class AsyncGearman:
         _args.check_size(payload)
         return self._request(CMD.ECHO_REQ, (payload,), K_ECHO)
 
-    def _run(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
-             timeout: Optional[float], record: bool, on_data: Handler = None,
-             on_warning: Handler = None, on_status: Handler = None,
-             on_exception: Handler = None) -> JobRun:
+    def _send_fg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
+                 timeout: Optional[float], sub: Submission, ukey: bytes) -> None:
+        """Check the rest of a foreground submission's arguments and send it."""
         fname = _args.function(func)
-        ukey = _args.unique(unique)
         load = _args.payload(workload, "workload")
+        seconds = _args.timeout(timeout) if timeout is not None else 0.0
+        if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
+            _args.check_size(fname, ukey, load)  # raises the ValueError
+        s = self._check()
+        s.send3(cmd, fname, ukey, load, sub)
+        if seconds:
+            s.set_job_deadline(sub, seconds)
+
+    def _submit_fg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
+                   timeout: Optional[float], on_data: Handler, on_warning: Handler,
+                   on_status: Handler, on_exception: Handler) -> Coroutine[Any, Any, bytes]:
         if on_data is not None or on_warning is not None or on_status is not None \
                 or on_exception is not None:
             _args.callback(on_data, "on_data")
             _args.callback(on_warning, "on_warning")
             _args.callback(on_status, "on_status")
             _args.callback(on_exception, "on_exception")
-        seconds = _args.timeout(timeout) if timeout is not None else 0.0
-        if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
-            _args.check_size(fname, ukey, load)  # raises the ValueError
-        s = self._check()
-        run = JobRun(self._loop, self)
-        sub = run.submission(bool(ukey), record, on_data, on_warning, on_status, on_exception)
-        s.send3(cmd, fname, ukey, load, sub)
-        if seconds:
-            s.set_job_deadline(sub, seconds)
-        return run
-
-    async def _result_of(self, run: JobRun) -> bytes:
-        return await run
+        ukey = _args.unique(unique)
+        reply = JobReply(on_data, on_warning, on_status, on_exception, bool(ukey))
+        self._send_fg(cmd, func, workload, unique, timeout, reply, ukey)
+        return _reply(reply, self)
 
     def submit_job(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
                    timeout: Optional[float] = None, on_data: Handler = None,
@@ -1016,24 +1080,24 @@ class AsyncGearman:
         Raises (at the call): TypeError / ValueError for bad arguments;
             GearmanError("not connected") on an unconfigured or closed object.
         """
-        return self._result_of(self._run(CMD.SUBMIT_JOB, func, workload, unique, timeout, False,
-                                         on_data, on_warning, on_status, on_exception))
+        return self._submit_fg(CMD.SUBMIT_JOB, func, workload, unique, timeout, on_data,
+                               on_warning, on_status, on_exception)
 
     def submit_job_high(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
                         timeout: Optional[float] = None, on_data: Handler = None,
                         on_warning: Handler = None, on_status: Handler = None,
                         on_exception: Handler = None) -> Coroutine[Any, Any, bytes]:
         """``submit_job`` at high priority."""
-        return self._result_of(self._run(CMD.SUBMIT_JOB_HIGH, func, workload, unique, timeout,
-                                         False, on_data, on_warning, on_status, on_exception))
+        return self._submit_fg(CMD.SUBMIT_JOB_HIGH, func, workload, unique, timeout, on_data,
+                               on_warning, on_status, on_exception)
 
     def submit_job_low(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
                        timeout: Optional[float] = None, on_data: Handler = None,
                        on_warning: Handler = None, on_status: Handler = None,
                        on_exception: Handler = None) -> Coroutine[Any, Any, bytes]:
         """``submit_job`` at low priority."""
-        return self._result_of(self._run(CMD.SUBMIT_JOB_LOW, func, workload, unique, timeout,
-                                         False, on_data, on_warning, on_status, on_exception))
+        return self._submit_fg(CMD.SUBMIT_JOB_LOW, func, workload, unique, timeout, on_data,
+                               on_warning, on_status, on_exception)
 
     def submit(self, func: Name, workload: Payload, *, priority: str = "normal",
                unique: Optional[Name] = None, timeout: Optional[float] = None) -> JobRun:
@@ -1052,15 +1116,17 @@ class AsyncGearman:
             if not isinstance(priority, str):
                 raise TypeError("priority must be 'high', 'normal' or 'low'")
             raise ValueError(f"priority must be 'high', 'normal' or 'low', not {priority!r}")
-        return self._run(cmd, func, workload, unique, timeout, True)
+        ukey = _args.unique(unique)
+        run = JobRun(self._loop, self)
+        self._send_fg(cmd, func, workload, unique, timeout, run.submission(bool(ukey)), ukey)
+        return run
 
     def _submit_bg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
                    epoch: Optional[bytes] = None) -> Coroutine[Any, Any, str]:
         fname = _args.function(func)
         ukey = _args.unique(unique)
         load = _args.payload(workload, "workload")
-        fut: asyncio.Future[Tuple[Any, Optional[str]]] = self._loop.create_future()
-        entry = Entry(K_SUBMIT_BG, functools.partial(_settle, fut))
+        reply = entry = ReplyEntry(K_SUBMIT_BG)
         if epoch is None:
             if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
                 _args.check_size(fname, ukey, load)  # raises the ValueError
@@ -1069,7 +1135,7 @@ class AsyncGearman:
             args = (fname, ukey, epoch, load)
             _args.check_size(*args)
             self._check().send(cmd, args, entry)
-        return _reply(fut, self)
+        return _reply(reply, self)
 
     def submit_job_bg(self, func: Name, workload: Payload, *,
                       unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
@@ -1114,9 +1180,9 @@ class AsyncGearman:
         Raises (when awaited): ServerError for an option the server refuses.
         """
         opt = _args.option_name(name)
-        fut: asyncio.Future[Tuple[Any, Optional[str]]] = self._loop.create_future()
-        self._check().option(opt, functools.partial(_settle, fut))
-        return _reply(fut, self)
+        reply = Reply()
+        self._check().option(opt, reply)
+        return _reply(reply, self)
 
     # ===== Admin (API.md 7) =====
 
@@ -1127,9 +1193,9 @@ class AsyncGearman:
         Raises (when awaited): ServerError for an ``ERR ...`` reply.
         """
         cmd = _args.admin_command(command)
-        fut: asyncio.Future[Tuple[Any, Optional[str]]] = self._loop.create_future()
-        self._check().admin_command(cmd, functools.partial(_settle, fut))
-        return _reply(fut, self)
+        reply = Reply()
+        self._check().admin_command(cmd, reply)
+        return _reply(reply, self)
 
     def server_status(self) -> Coroutine[Any, Any, str]:
         """``status``: lines ``FUNC\\tTOTAL\\tRUNNING\\tWORKERS``."""
@@ -1195,16 +1261,16 @@ class AsyncGearman:
     def all_yours(self) -> Coroutine[Any, Any, bool]:
         """ALL_YOURS: returns True if the server takes it silently; gearmand
         1.1 refuses it (ServerError ``INVALID_COMMAND``)."""
-        fut: asyncio.Future[Tuple[Any, Optional[str]]] = self._loop.create_future()
-        self._check().all_yours(functools.partial(_settle, fut))
-        return _reply(fut, self)
+        reply = Reply()
+        self._check().all_yours(reply)
+        return _reply(reply, self)
 
     def grab_job(self) -> Coroutine[Any, Any, Optional[Job]]:
         """One GRAB_JOB (GRAB_JOB_UNIQ with ``grab_unique``): returns a
         ``Job`` to finish with its methods, or None when there is none."""
-        fut: asyncio.Future[Tuple[Any, Optional[str]]] = self._loop.create_future()
-        self._check().grab_job(functools.partial(_settle_grab, fut))
-        return _reply(fut, self)
+        reply = GrabReply()
+        self._check().grab_job(reply)
+        return _reply(reply, self)
 
     async def work(self, concurrency: int = 1) -> None:
         """Grab and run jobs, at most ``concurrency`` at once, until
