@@ -815,3 +815,33 @@ def test_one_object_is_client_worker_and_admin(run, gearmand, fname):
             g.work_stop()
             await bounded(task)
     run(main())
+
+
+# ===== README.rst's asyncio example runs as written =====
+
+def test_readme_asyncio_example(gearmand):
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_readme import ROOT, readme_blocks
+    blocks = readme_blocks()
+    example = next(b for b in blocks if "gearman_ev.aio" in b)
+    worker = next(b for b in blocks if "register_function" in b)
+
+    def as_run(code):
+        return code.replace('"127.0.0.1", 4730', f'"{gearmand.host}", {gearmand.port}')
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    server = subprocess.Popen([sys.executable, "-c", as_run(worker)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        out = subprocess.run([sys.executable, "-c", as_run(example)], env=env,
+                             capture_output=True, text=True, timeout=30)
+    finally:
+        server.kill()
+        server.wait()
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["b'olleh'", "[b'ba', b'dc']"]
+    assert lines[2] == "JobEvent(kind='status', value=('1', '1'))"
+    assert lines[3].startswith("b'zyx' H:")
