@@ -845,3 +845,76 @@ def test_readme_asyncio_example(gearmand):
     assert lines[:2] == ["b'olleh'", "[b'ba', b'dc']"]
     assert lines[2] == "JobEvent(kind='status', value=('1', '1'))"
     assert lines[3].startswith("b'zyx' H:")
+
+
+# ===== TLS (API.md 15): through a TLS terminator in front of gearmand =====
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory):
+    """A self-signed certificate for "localhost" (openssl, as shipped with Debian)."""
+    import shutil
+    import subprocess
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is missing"
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=60)
+    return str(cert), str(key)
+
+
+async def tls_terminator(server, cert, key):
+    """A TLS server that relays each connection to gearmand in plain TCP."""
+    import ssl
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+
+    async def relay(reader, writer):
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader, writer):
+        up_reader, up_writer = await asyncio.open_connection(server.host, server.port)
+        await asyncio.gather(relay(reader, up_writer), relay(up_reader, writer))
+    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+
+
+def test_tls(run, gearmand, tls_cert, fname):
+    async def main():
+        import ssl
+        cert, key = tls_cert
+        terminator = await tls_terminator(gearmand, cert, key)
+        port = terminator.sockets[0].getsockname()[1]
+        ctx = ssl.create_default_context(cafile=cert)
+        async with AsyncGearman("127.0.0.1", port, ssl=ctx, server_hostname="localhost") as g:
+            g.register_function(fname, lambda job: job.workload[::-1])
+            task = asyncio.ensure_future(g.work())
+            replies = [g.submit_job(fname, b"%d-tls" % i) for i in range(100)]
+            assert await bounded(asyncio.gather(*replies)) == [
+                (b"%d-tls" % i)[::-1] for i in range(100)]
+            assert await bounded(g.echo(b"x" * 200_000)) == b"x" * 200_000
+            g.work_stop()
+            await bounded(task)
+        errs = []
+        untrusting = AsyncGearman("127.0.0.1", port, ssl=True, server_hostname="localhost",
+                                  on_error=errs.append)
+        with pytest.raises(ConnectionLost):
+            await bounded(untrusting.wait_connected())
+        assert len(errs) == 1 and errs[0].startswith("tls: "), errs
+        assert "CERTIFICATE_VERIFY_FAILED" in errs[0]
+        with pytest.raises(ValueError, match="TCP"):
+            AsyncGearman(path="/tmp/x.sock", ssl=True)
+        terminator.close()
+        await terminator.wait_closed()
+    run(main())
