@@ -45,7 +45,7 @@ import ssl as _ssl
 import threading
 import weakref
 from typing import (Any, AsyncIterator, Awaitable, Callable, Coroutine, Dict, Generator, List,
-                    NamedTuple, Optional, Tuple, TypeVar, Union)
+                    NamedTuple, Optional, Tuple, Union)
 
 from . import _args, _session, errors
 from ._codec import CMD as _CMD
@@ -59,7 +59,6 @@ __all__ = ["AsyncGearman", "JobRun", "JobEvent"]
 
 log = logging.getLogger("gearman_ev")
 
-T = TypeVar("T")
 Payload = Union[bytes, bytearray, memoryview, str]
 Name = Union[str, bytes]
 Handler = Optional[Callable[..., Any]]
@@ -75,7 +74,7 @@ _PRIORITIES = {"high": CMD.SUBMIT_JOB_HIGH, "normal": CMD.SUBMIT_JOB, "low": CMD
 
 # ===== Replies as awaitables =====
 
-_PENDING = "pending"  # a Reply's err until its reply came (an err is never this string)
+_PENDING: Any = object()  # a reply's err until the reply came (None or a str after)
 
 
 def _settle(reply: Union[Reply, ReplyEntry], result: Any, err: Optional[str]) -> None:
