@@ -15,7 +15,7 @@ import uvloop  # the `test` extra: never skipped
 
 from gearman_ev import (CommandTimeout, ConnectionLost, GearmanError, JobException, JobFailed,
                         JobTimeout, ServerError, errors)
-from gearman_ev._gearmand import LocalGearmand, free_port
+from gearman_ev._gearmand import free_port
 from gearman_ev.aio import AsyncGearman, JobEvent, JobRun
 from tests.test_unix import unix_bridge  # noqa: F401  (a fixture)
 
@@ -727,7 +727,6 @@ def test_a_dropped_connection_cancels_its_jobs(run, own_gearmand, fname):
 def test_keyboard_interrupt_is_raised_from_the_loop_after_matching(gearmand, fname):
     for make_loop in LOOPS.values():
         loop = make_loop()
-        got = []
 
         async def start():
             g = await connected(gearmand)
@@ -746,12 +745,12 @@ def test_keyboard_interrupt_is_raised_from_the_loop_after_matching(gearmand, fna
 
         g, w, task, replies, job = loop.run_until_complete(start())
 
-        async def wait_all():
+        async def wait_all(job, replies):
             return await bounded(asyncio.gather(job, *replies))
         with pytest.raises(KeyboardInterrupt):
-            loop.run_until_complete(wait_all())
+            loop.run_until_complete(wait_all(job, replies))
         # The state is consistent: running the loop again finishes everything.
-        got = loop.run_until_complete(wait_all())
+        got = loop.run_until_complete(wait_all(job, replies))
         assert got == [b"r"] + [b"%d" % i for i in range(5)]
         loop.run_until_complete(stop_worker(w, task))
         loop.run_until_complete(g.close())
