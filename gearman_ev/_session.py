@@ -832,7 +832,9 @@ class Session:
         handle = unpack(pkt.arg[0], pkt.len[0])
         active = self._active
         sub = active.get(handle)
-        if type(sub) is Submission:  # one submission on the handle: the fast path
+        # One submission on the handle: the fast path. (Not Attached rather
+        # than "is Submission": the asyncio front-end's entries subclass it.)
+        if sub is not None and type(sub) is not Attached:
             del active[handle]
             if not sub.done:
                 self.active_count -= 1
