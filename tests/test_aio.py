@@ -769,6 +769,24 @@ def test_an_unreferenced_object_is_collected(run, gearmand):
     run(main())
 
 
+def test_a_cycle_through_callbacks_is_collected(run, gearmand, fname):
+    async def main():
+        g = await connected(gearmand)
+
+        async def work(job):
+            return b""
+        g.register_function(fname, work)
+        g.on_error = lambda err: g  # a handler that refers to its object
+        g.submit(fname + "_nobody", b"x")  # a JobRun nobody keeps: held by the session only
+        await bounded(g.echo(b"sent"))
+        ref = weakref.ref(g)
+        del g
+        gc.collect()
+        assert ref() is None
+        await asyncio.sleep(0.05)
+    run(main())
+
+
 def test_a_request_being_awaited_keeps_its_object(run, gearmand):
     async def main():
         assert await bounded(AsyncGearman(gearmand.host, gearmand.port).echo(b"kept")) == \
