@@ -109,6 +109,35 @@ def test_wait_connected_on_a_refused_port(run):
     run(main())
 
 
+def test_connect_timeout(run):
+    import socket
+    # A listener whose accept queue is full: the kernel drops further SYNs,
+    # so a connect neither succeeds nor fails.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+
+    async def main():
+        errs = []
+        g = AsyncGearman("127.0.0.1", port, connect_timeout=0.2, on_error=errs.append)
+        with pytest.raises(ConnectionLost):
+            await bounded(g.wait_connected())
+        assert errs == ["connect timeout"]
+        assert not g.is_connected
+    try:
+        run(main())
+    finally:
+        for s in fillers + [listener]:
+            s.close()
+
+
 def test_getaddrinfo_error_is_reported(run):
     async def main():
         errs = []
