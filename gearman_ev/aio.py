@@ -676,6 +676,12 @@ class AsyncGearman:
     Must be created inside a running loop (in a coroutine), like
     ``asyncio.Queue``; it belongs to that loop and its thread.
 
+    A request method (``echo``, ``submit_job``, ``admin``, ...) checks its
+    arguments and queues the request when called (TypeError, ValueError or
+    GearmanError there), and returns a coroutine that gives the reply's
+    result or raises its exception. Requests leave in call order, those of
+    one loop iteration in one write.
+
     Args:
         host: server name or address; with ``host`` (or ``path``) a
             non-blocking connect starts at once, else call ``connect()``.
@@ -1276,8 +1282,11 @@ class AsyncGearman:
         ``work_stop()``; return once the jobs in flight have finished.
 
         Sleeps (PRE_SLEEP) while no job is queued. Across a reconnect the
-        abilities are re-sent and grabbing resumes. Cancelling the task that
-        awaits ``work()`` stops grabbing; jobs in flight still finish.
+        abilities are re-sent and grabbing resumes. A job whose connection
+        dropped is cancelled (``asyncio.CancelledError`` in its function):
+        the server has requeued it, and its result could not be sent.
+        Cancelling the task that awaits ``work()`` stops grabbing; jobs in
+        flight still finish.
 
         Raises:
             ConnectionLost: the connection ended for good (``close()``, or a
