@@ -32,6 +32,12 @@ What stays true:
   functions are raised out of the loop (``asyncio.run`` sees them, as for any
   asyncio callback) only after every reply already received was matched to
   its request.
+
+For front-ends built on this module (a pool of connections): ``AsyncioDriver``
+runs one session on an asyncio transport; ``ReplyEntry``, ``JobReply`` and
+``Reply`` turn a session request's callback into something ``_reply`` can
+await, and ``JobRun.submission()`` feeds a ``JobRun``. No protocol rule lives
+here: matching, routing and the worker loop are the session's.
 """
 from __future__ import annotations
 
