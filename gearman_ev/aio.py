@@ -91,7 +91,11 @@ def _settle(reply: Union[Reply, ReplyEntry], result: Any, err: Optional[str]) ->
         try:
             fut.set_result(None)
         except RuntimeError:
-            pass  # the loop is closed (a drain from a finalizer): no one can await
+            return  # the loop is closed (a drain from a finalizer): no one can await
+        # The task this wakes runs in the next loop iteration; a flush
+        # scheduled now runs right after it there, so the request it makes
+        # next (a round trip's) leaves in that iteration, not one later.
+        reply.driver.flush_soon()
 
 
 class Reply:
@@ -100,8 +104,9 @@ class Reply:
     if someone awaits before the reply came, so a pipelined request whose
     reply is in when it is awaited costs no future and no loop round."""
 
-    __slots__ = ("result", "err", "fut")
+    __slots__ = ("result", "err", "fut", "driver")
     result: Any
+    driver: AsyncioDriver
     exc_data: Optional[bytes] = None
 
     def __init__(self) -> None:
@@ -130,8 +135,9 @@ class ReplyEntry(Entry):
     property: the bound method is made when the reply comes and dropped
     after, so the entry holds no reference to itself."""
 
-    __slots__ = ("result", "err", "fut")
+    __slots__ = ("result", "err", "fut", "driver")
     result: Any
+    driver: AsyncioDriver
     exc_data: Optional[bytes] = None
 
     def __init__(self, kind: int) -> None:  # Entry.__init__ not called: no cb slot to set
@@ -152,8 +158,9 @@ class JobReply(Submission):
     reads them when an event comes, and its ``= None`` after the job
     finished (which frees what a plain Submission holds) is a no-op here."""
 
-    __slots__ = ("result", "err", "fut", "exc_data", "user_on_exception")
+    __slots__ = ("result", "err", "fut", "driver", "exc_data", "user_on_exception")
     result: Any
+    driver: AsyncioDriver
 
     def __init__(self, on_data: Handler, on_warning: Handler, on_status: Handler,
                  on_exception: Handler, shared: bool) -> None:
@@ -184,6 +191,7 @@ async def _reply(reply: Union[Reply, ReplyEntry, JobReply], owner: AsyncGearman)
     held: a request being awaited keeps its connection object alive (else
     ``await AsyncGearman(...).echo(x)`` would drop the connection at once)."""
     if reply.err is _PENDING:
+        reply.driver = owner._driver
         fut = reply.fut = owner._loop.create_future()
         await fut
     err = reply.err
