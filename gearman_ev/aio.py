@@ -260,7 +260,9 @@ class JobRun:
                     try:
                         w.set_result(None)
                     except RuntimeError:
-                        pass  # the loop is closed
+                        return  # the loop is closed
+            if self._owner is not None:
+                self._owner._driver.flush_soon()  # behind the woken tasks (see _settle)
 
     def _changed(self) -> asyncio.Future[None]:
         """A future resolved at the next change: created, an event, the end."""
