@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import inspect
 import os
-import ssl as _ssl  # the parameter is called ssl
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
 
-from . import _args, _session, _tls, errors, ev
+if TYPE_CHECKING:
+    import ssl as _ssl  # the parameter is called ssl
+
+from . import _args, _session, errors, ev
 from ._codec import CMD, MAX_PACKET, NULL, read_capacity, write_capacity
 from ._job import Job
 from ._libev import LibevDriver
@@ -130,7 +132,12 @@ class Gearman:
         for name, cb in (("on_error", on_error), ("on_connect", on_connect),
                          ("on_disconnect", on_disconnect)):
             _args.callback(cb, name)
-        context = None if ssl is None else _tls.client_context(ssl)
+        if ssl is not None:
+            # TLS (and the ssl module, a few MiB) is loaded by those who use it.
+            from . import _tls
+            context = _tls.client_context(ssl)
+        else:
+            context = None
         if server_hostname is not None:
             if not isinstance(server_hostname, str):
                 raise TypeError("server_hostname must be a str")
@@ -145,8 +152,9 @@ class Gearman:
         if context is None:
             self._driver = driver = LibevDriver(loop, priority, keepalive)
         else:
-            self._driver = driver = _tls.TLSDriver(loop, priority, keepalive, context,
-                                                   server_hostname)
+            from ._tls import TLSDriver
+            self._driver = driver = TLSDriver(loop, priority, keepalive, context,
+                                              server_hostname)
         session = Session(driver, Job, exceptions=bool(exceptions), client_id=client_id_b,
                           grab_unique=bool(grab_unique), connect_timeout=connect_timeout,
                           command_timeout=command_timeout, reconnect=bool(reconnect),
