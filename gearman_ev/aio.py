@@ -972,7 +972,7 @@ class AsyncGearman:
 
     @property
     def keepalive(self) -> float:
-        """TCP keepalive idle time in seconds (0: off)."""
+        """TCP keepalive idle time in seconds; 0 turns it off."""
         return self._driver.keepalive
 
     @keepalive.setter
@@ -981,7 +981,7 @@ class AsyncGearman:
 
     @property
     def connect_timeout(self) -> float:
-        """Seconds a connect may take (0: no limit)."""
+        """Seconds a connect may take; 0 means no limit."""
         return self._session.connect_timeout
 
     @connect_timeout.setter
@@ -990,7 +990,7 @@ class AsyncGearman:
 
     @property
     def command_timeout(self) -> float:
-        """Seconds without a byte while a request awaits its reply (0: off)."""
+        """Seconds without a byte while a request awaits its reply; 0 turns it off."""
         return self._session.command_timeout
 
     @command_timeout.setter
@@ -1002,7 +1002,7 @@ class AsyncGearman:
 
     @property
     def high_water(self) -> int:
-        """Unsent bytes above which new requests are refused (0: unbounded)."""
+        """Unsent bytes above which new requests are refused; 0 means no limit."""
         return self._session.high_water
 
     @high_water.setter
