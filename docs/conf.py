@@ -48,6 +48,7 @@ nitpick_ignore_regex = [
     ("py:class", r"(typing|typing_extensions|collections\.abc|_cffi_backend|cffi)\..*"),
     ("py:class", r"(Callable|Optional|Union|Any|Buffer|ReadableBuffer|CData)"),
     ("py:class", r"ssl\..*"),  # the standard library's ssl types: no page here
+    ("py:(class|exc)", r"asyncio\..*"),  # asyncio's types and exceptions: no page here either
     ("py:obj", r"(typing|typing_extensions|collections\.abc)\..*"),
     # From the standard library and typeshed (no intersphinx here), and type
     # variables such as call_soon_threadsafe's _Ts.
@@ -154,7 +155,8 @@ def _drop_type_docstrings(app, what, name, obj, options, lines):
     if what in ("data", "attribute") and not inspect.isclass(obj):
         from sphinx.util.docstrings import prepare_docstring
         type_doc = type(obj).__doc__
-        if type_doc and lines and lines == prepare_docstring(type_doc):
+        # A __slots__ attribute's type (member_descriptor) has no str __doc__.
+        if isinstance(type_doc, str) and lines and lines == prepare_docstring(type_doc):
             lines.clear()
 
 

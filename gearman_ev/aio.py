@@ -208,7 +208,9 @@ class JobEvent(NamedTuple):
     denominator)`` tuple of str, as on the wire).
     """
 
+    #: ``"data"``, ``"warning"``, ``"status"`` or ``"exception"``.
     kind: str
+    #: The bytes the worker sent; for ``"status"``, ``(numerator, denominator)``.
     value: Any
 
 
@@ -972,7 +974,7 @@ class AsyncGearman:
 
     @property
     def keepalive(self) -> float:
-        """TCP keepalive idle time in seconds (0: off)."""
+        """TCP keepalive idle time in seconds; 0 turns it off."""
         return self._driver.keepalive
 
     @keepalive.setter
@@ -981,7 +983,7 @@ class AsyncGearman:
 
     @property
     def connect_timeout(self) -> float:
-        """Seconds a connect may take (0: no limit)."""
+        """Seconds a connect may take; 0 means no limit."""
         return self._session.connect_timeout
 
     @connect_timeout.setter
@@ -990,7 +992,7 @@ class AsyncGearman:
 
     @property
     def command_timeout(self) -> float:
-        """Seconds without a byte while a request awaits its reply (0: off)."""
+        """Seconds without a byte while a request awaits its reply; 0 turns it off."""
         return self._session.command_timeout
 
     @command_timeout.setter
@@ -1002,7 +1004,7 @@ class AsyncGearman:
 
     @property
     def high_water(self) -> int:
-        """Unsent bytes above which new requests are refused (0: unbounded)."""
+        """Unsent bytes above which new requests are refused; 0 means no limit."""
         return self._session.high_water
 
     @high_water.setter
@@ -1097,9 +1099,13 @@ class AsyncGearman:
             unique: a unique key (jobs with the same key are coalesced).
             timeout: seconds for the whole job (then ``JobTimeout``; the
                 server is not told and later events are dropped).
-            on_data, on_warning, on_exception: plain functions called with
-                the bytes of each WORK_DATA / WORK_WARNING / WORK_EXCEPTION.
+            on_data: ``on_data(data)``, a plain function, with the bytes of
+                each WORK_DATA.
+            on_warning: ``on_warning(data)``, with the bytes of each
+                WORK_WARNING.
             on_status: ``on_status(numerator, denominator)``, both str.
+            on_exception: ``on_exception(data)``, with the bytes of a
+                WORK_EXCEPTION (the coroutine then raises JobException).
         Raises (when awaited): JobFailed, JobException (``.data``),
             JobTimeout, CommandTimeout, ConnectionLost, ServerError.
         Raises (at the call): TypeError / ValueError for bad arguments;
@@ -1213,7 +1219,7 @@ class AsyncGearman:
 
     def admin(self, command: Name) -> Coroutine[Any, Any, str]:
         """A text command: returns its reply (a block whole, lines ending in
-        "\\n"; a single line without its ending).
+        ``"\\n"``; a single line without its ending).
 
         Raises (when awaited): ServerError for an ``ERR ...`` reply.
         """
