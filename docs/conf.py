@@ -30,6 +30,9 @@ import ssl as _ssl  # noqa: E402
 import gearman_ev._gearman  # noqa: E402
 
 gearman_ev._gearman._ssl = _ssl  # type: ignore[attr-defined]
+import gearman_ev._pool  # noqa: E402
+
+gearman_ev._pool._ssl = _ssl  # type: ignore[attr-defined]
 
 project = "gearman_ev"
 author = "the gearman_ev developers"

@@ -20,9 +20,12 @@ import inspect
 import logging
 import threading
 import weakref
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from . import _args, _session, errors, ev
+
+if TYPE_CHECKING:
+    import ssl as _ssl  # the parameter is called ssl
 from ._codec import CMD, MAX_PACKET
 from ._gearman import Gearman
 from ._job import Job
@@ -73,9 +76,11 @@ class GearmanPool:
     The other keyword arguments (``priority``, ``keepalive``,
     ``command_timeout``, ``reconnect_delay``, ``max_reconnect_attempts``,
     ``exceptions``, ``client_id``, ``grab_unique``, ``high_water``,
-    ``on_error``, ``on_connect``, ``on_disconnect``) are ``Gearman``'s
+    ``on_error``, ``on_connect``, ``on_disconnect``, ``ssl``,
+    ``server_hostname``) are ``Gearman``'s
     (see ``Gearman``), applied to each connection; the callbacks fire for each
-    server. For one server's own callback, set it on ``pool.servers[i]``
+    server. With ``ssl``, each server's certificate is checked against its
+    own host name unless ``server_hostname`` names one for all. For one server's own callback, set it on ``pool.servers[i]``
     (the pool does not rely on them).
 
     Routing: a request with a unique key goes to the key's server by
@@ -98,7 +103,9 @@ class GearmanPool:
                  exceptions: bool = False, client_id: Optional[Name] = None,
                  grab_unique: bool = False, high_water: int = 64 * 1024 * 1024,
                  on_error: Callback = None, on_connect: Callback = None,
-                 on_disconnect: Callback = None) -> None:
+                 on_disconnect: Callback = None,
+                 ssl: Union[None, bool, _ssl.SSLContext] = None,
+                 server_hostname: Optional[str] = None) -> None:
         self._router: Optional[Router] = None  # until set-up is complete, __del__ has nothing to do
         specs = parse_servers(servers)
         # Unconfigured first: the options are checked by the first one, and
@@ -109,7 +116,8 @@ class GearmanPool:
                     reconnect=reconnect, reconnect_delay=reconnect_delay,
                     max_reconnect_attempts=max_reconnect_attempts, exceptions=exceptions,
                     client_id=client_id, grab_unique=grab_unique, high_water=high_water,
-                    on_error=on_error, on_connect=on_connect, on_disconnect=on_disconnect)
+                    on_error=on_error, on_connect=on_connect, on_disconnect=on_disconnect,
+                    ssl=ssl, server_hostname=server_hostname)
             for _ in specs)
         self._servers = conns
         self._first = conns[0]._session

@@ -440,3 +440,23 @@ def test_cli_over_tls(tls_gearmand, pki, fname):
     assert proc.returncode == 0 and proc.stdout.startswith(b"1."), proc.stderr
     proc = _cli(*where, "--ssl-ca", "/nonexistent/ca.pem", "version")
     assert proc.returncode == 2 and b"usage:" in proc.stderr
+
+
+def test_pool_over_tls(tls_gearmand, loop, new, fname):
+    from gearman_ev import GearmanPool
+    serve(new(), fname)
+    pool = GearmanPool([f"{tls_gearmand.host}:{tls_gearmand.port}"], loop=loop,
+                       ssl=tls_gearmand.context())
+    try:
+        assert ask(loop, pool.submit_job, fname, b"pooled") == (b"deloop", None)
+        assert all(g.is_connected for g in pool.servers)
+    finally:
+        pool.disconnect()
+    bad = GearmanPool([f"{tls_gearmand.host}:{tls_gearmand.port}"], loop=loop,
+                      ssl=tls_gearmand.context(), server_hostname="not-the-name",
+                      reconnect=False)
+    errs = []
+    bad.servers[0].on_error = errs.append
+    run_until(loop, lambda: errs, what="tls error")
+    assert errs[0].startswith("tls: ")
+    bad.disconnect()
