@@ -426,9 +426,10 @@ def py_worker(host, port, func, limit):
     loop.start()
 
 
-def feeder(host, port, func, n, size, limit, go, out):
+def feeder(host, port, func, n, size, limit, window, go, out):
     """A pipelining gearman_ev client: connects, waits for `go`, submits n
-    foreground jobs at once, sends back (ok count, wall seconds)."""
+    foreground jobs, all at once or (window > 0) at most `window` in flight;
+    sends back (ok count, wall seconds)."""
     loop = ev.Loop()
     g = Gearman(host, port, loop=loop)
     benchmark.LIMIT = limit
@@ -439,14 +440,19 @@ def feeder(host, port, func, n, size, limit, go, out):
     go.wait()
     left, ok = [n], [0]
     payload = b"x" * size
+    first = n if window <= 0 else min(window, n)
+    unsent = [n - first]
 
     def cb(result, err):
         ok[0] += err is None
         left[0] -= 1
+        if unsent[0]:
+            unsent[0] -= 1
+            g.submit_job(func, payload, cb)
         if left[0] == 0:
             loop.stop()
     start = time.perf_counter()
-    for _ in range(n):
+    for _ in range(first):
         g.submit_job(func, payload, cb)
     benchmark.run_loop(loop, lambda: left[0] == 0, "feeder")
     out.send((ok[0], time.perf_counter() - start))
@@ -470,7 +476,7 @@ def workers_on(host, port, func):
     return 0
 
 
-def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit):
+def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit, window=0):
     """One worker (which: gearman_ev or ev_gearman) fed n jobs; returns
     (jobs/s, worker, gearmand, feeder CPU s/job) or raises Failed."""
     if which == "gearman_ev":
@@ -483,7 +489,7 @@ def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit):
         wpid, stop = wproc.pid, wproc.terminate
     go = ctx.Event()
     recv, send = ctx.Pipe(duplex=False)
-    fproc = ctx.Process(target=feeder, args=(host, port, func, n, size, limit, go, send),
+    fproc = ctx.Process(target=feeder, args=(host, port, func, n, size, limit, window, go, send),
                         daemon=True)
     try:
         deadline = time.monotonic() + 10
@@ -516,7 +522,8 @@ def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit):
 def worker_table(host, port, gearmand_pid, args):
     who = ["gearman_ev"] + (["ev_gearman"] if EvGearman.inc else [])
     ctx = multiprocessing.get_context("spawn")
-    print(f"one sync echo worker, fed {args.n} foreground jobs at once by a gearman_ev client "
+    fed = "at once" if args.window <= 0 else f"{args.window} at a time"
+    print(f"one sync echo worker, fed {args.n} foreground jobs {fed} by a gearman_ev client "
           f"in another process; gearmand {host}:{port}; payload {args.size} bytes; "
           f"{os.cpu_count()} CPUs; load {os.getloadavg()[0]:.2f}", flush=True)
     rows = {w: [] for w in who}
@@ -527,7 +534,7 @@ def worker_table(host, port, gearmand_pid, args):
             func = f"{FUNC}_vsw{os.getpid()}_{serial}"
             try:
                 got = serve_once(ctx, w, host, port, gearmand_pid, func, args.n, args.size,
-                                 args.limit)
+                                 args.limit, args.window)
             except Failed as exc:
                 print(f"  run {run + 1}: {w}: {exc}", file=sys.stderr, flush=True)
                 continue
@@ -575,6 +582,9 @@ def main(argv=None):
                          "(default $EV_GEARMAN, else ../shared/peers/ev-gearman-blib.tar.gz)")
     ap.add_argument("--worker", action="store_true",
                     help="compare the workers instead of the clients (-n jobs per run)")
+    ap.add_argument("--window", type=int, default=0,
+                    help="--worker: jobs the feeder keeps in flight (default 0: all at once; "
+                         "1: one at a time, so the worker sleeps and wakes for every job)")
     args = ap.parse_args(argv)
     names = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = [c for c in names if c not in CLIENTS]
