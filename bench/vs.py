@@ -582,6 +582,8 @@ def main(argv=None):
                          "(default $EV_GEARMAN, else ../shared/peers/ev-gearman-blib.tar.gz)")
     ap.add_argument("--worker", action="store_true",
                     help="compare the workers instead of the clients (-n jobs per run)")
+    ap.add_argument("--gearmand-pid", type=int,
+                    help="--worker with --host: gearmand's pid, to measure its CPU too")
     ap.add_argument("--window", type=int, default=0,
                     help="--worker: jobs the feeder keeps in flight (default 0: all at once; "
                          "1: one at a time, so the worker sleeps and wakes for every job)")
@@ -607,7 +609,7 @@ def main(argv=None):
         host, port = server.host, server.port
     if args.worker:
         try:
-            worker_table(host, port, server.proc.pid if server else None, args)
+            worker_table(host, port, server.proc.pid if server else args.gearmand_pid, args)
         finally:
             if server is not None:
                 server.close()

@@ -70,6 +70,14 @@ ANSWERS = {
     CMD.JOB_ASSIGN_ALL: (K_GRAB, K_GRAB_MANAGED),
 }
 _CREATED_ANSWERS = ANSWERS[CMD.JOB_CREATED]
+# The three JOB_ASSIGN* answer the same kinds (checked here, so an edit to
+# ANSWERS cannot leave the inlined match in _assigned behind).
+_ASSIGN_ANSWERS = ANSWERS[CMD.JOB_ASSIGN]
+assert ANSWERS[CMD.JOB_ASSIGN_UNIQ] == ANSWERS[CMD.JOB_ASSIGN_ALL] == _ASSIGN_ANSWERS
+# Module constants for the worker's per-job path: a global load, not a class
+# attribute lookup each time.
+_GRAB, _GRAB_UNIQ, _WORK_COMPLETE = CMD.GRAB_JOB, CMD.GRAB_JOB_UNIQ, CMD.WORK_COMPLETE
+_MAX_PACKET = _codec.MAX_PACKET
 
 #: While asleep, a worker grabs again this often: gearmand 1.1 never wakes a
 #: sleeping worker when an epoch job comes due (PROTOCOL.md 8.4).
@@ -1029,14 +1037,26 @@ class Session:
     def _grab_more(self) -> None:
         if not self.working or self._sleeping or self.state != CONNECTED:
             return
-        cmd = CMD.GRAB_JOB_UNIQ if self.grab_unique else CMD.GRAB_JOB
-        sent = False
-        while self._grabs_out < self._grab_limit():
+        cmd = _GRAB_UNIQ if self.grab_unique else _GRAB
+        # _grab_limit and _pack, inlined: a sync worker comes here after
+        # every job (issue 17). Same packets, same FIFO entries.
+        limit = 1 if self._concurrency is None else self._concurrency - self._in_flight
+        if self._grabs_out >= limit:
+            return
+        c = self.c
+        pending = self._pending
+        while self._grabs_out < limit:
+            rc = pack4(c, cmd, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0)
+            if rc != 0:
+                _codec.ensure(rc)  # raises: no FIFO entry without its request
+            self._unsent += 12
             self._grabs_out += 1
-            self._pack(cmd, (), _MANAGED_GRAB)
-            sent = True
-        if sent:
-            self._flush_soon()
+            if not pending and self.command_timeout:
+                self._start_command_clock()
+            pending.append(_MANAGED_GRAB)
+        if not self.flush_asked:
+            self.flush_asked = True
+            self._driver.flush_soon()
 
     def _go_to_sleep(self) -> None:
         self._sleeping = True
@@ -1091,8 +1111,11 @@ class Session:
         self._assigned(pkt, CMD.JOB_ASSIGN_ALL, _text(pkt, 2), 4)
 
     def _assigned(self, pkt: Any, cmd: int, unique: str, workload_arg: int) -> None:
-        entry = self._pop(cmd)
-        if entry is None:
+        pending = self._pending
+        if pending and pending[0].kind in _ASSIGN_ANSWERS:  # _pop, inlined
+            entry = pending.popleft()
+        else:
+            self._pop(cmd)
             return
         handle = unpack(pkt.arg[0], pkt.len[0])
         function = unpack(pkt.arg[1], pkt.len[1])
@@ -1151,14 +1174,20 @@ class Session:
                     job.fail()
                     return
             handle = job._handle
-            if len(handle) + len(data) + 1 > _codec.MAX_PACKET:
-                log.error("gearman_ev: result of %r too large (%d bytes)", job.function,
-                          len(data))
+            lh, ld = len(handle), len(data)
+            if lh + ld + 1 > _MAX_PACKET:
+                log.error("gearman_ev: result of %r too large (%d bytes)", job.function, ld)
                 job.fail()
                 return
             job.finished = True
-            self._pack(CMD.WORK_COMPLETE, (handle, data), None)
-            self._flush_soon()
+            # _pack, inlined (as send3 does for submissions): no args tuple.
+            rc = pack4(self.c, _WORK_COMPLETE, 2, handle, lh, data, ld, NULL, 0, NULL, 0)
+            if rc != 0:
+                _codec.ensure(rc)
+            self._unsent += 13 + lh + ld
+            if not self.flush_asked:
+                self.flush_asked = True
+                self._driver.flush_soon()
             return
         try:
             if self.exceptions:
