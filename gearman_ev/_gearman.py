@@ -89,7 +89,7 @@ class Gearman:
         on_connect: ``on_connect()`` once the connection is up.
         on_disconnect: ``on_disconnect()`` after an established connection
             ended and its pending callbacks were drained.
-        ssl: TLS to the server (API.md 15): an ``ssl.SSLContext``
+        ssl: TLS to the server: an ``ssl.SSLContext``
             (``PROTOCOL_TLS_CLIENT``), or True for
             ``ssl.create_default_context()``. The handshake is part of every
             connect (``connect_timeout`` covers it; reconnects handshake

@@ -19,14 +19,34 @@ Rules that must stay true:
 3. Every callback a request carries fires exactly once. Until then the
    request is in exactly one of ``_waiting`` (not sent), ``_pending`` (sent,
    awaiting its in-order reply) or ``_active`` (a foreground job with a
-   handle). ``_drop`` empties all three.
+   handle). ``_drop`` empties all three. Rule 6 is the one way out of
+   rule 3 that fires nothing: a pool takes the request over.
 4. An exception from the library's own handling of a packet is a protocol
    error: the connection ends with ``"protocol error: <what>"`` and every
    callback is drained once.
 5. No socket, no loop, no clock of its own: the driver is asked for ``now()``.
+6. Failover, for a connection that serves a pool (``self.pool`` set, see
+   ``_routing``): when the connection ends, every ``REROUTABLE`` request
+   (submissions, ECHO, GET_STATUS_UNIQUE) it never wrote is handed to the
+   pool (``pool.session_down``) to be sent to another server, instead of
+   failing with "disconnected". "Never written" is exact at the kernel's
+   boundary: the request is still in ``_waiting``, or every byte of it is
+   still in the codec's write buffer (the kernel took none of it). The
+   stream offset of each re-routable request not yet written is kept in
+   ``_marks``; those requests are the last ones of their kinds in
+   ``_pending``, for a reply only ever answers a request that was written.
+   A request the kernel took any byte of fails as before: a whole one may
+   have reached the server, and of one cut in two (at most one per drop)
+   the head is gone from the buffer, so it cannot be re-sent as it was. For
+   a driver that takes the bytes out for its own transport
+   (``take_output``), "written" means handed to that transport. Everything
+   else (a job created on that server, a GRAB, an admin line, a status by
+   handle) still fails once with "disconnected": never re-sent.
 """
 from __future__ import annotations
 
+import array
+import bisect
 import collections
 import heapq
 import logging
@@ -38,8 +58,8 @@ from . import _args, _codec, errors
 from ._codec import CMD, NULL, TEXT_BLOCK, TEXT_LINE, TEXT_MARKED, next_packet, pack4, unpack
 from ._driver import Driver
 
-__all__ = ["Session", "Submission", "Entry", "fork_generation",
-           "DISCONNECTED", "CONNECTING", "CONNECTED", "WAITING"]
+__all__ = ["Session", "Submission", "Entry", "fork_generation", "fail_detached",
+           "REROUTABLE", "DISCONNECTED", "CONNECTING", "CONNECTED", "WAITING"]
 
 log = logging.getLogger("gearman_ev")
 
@@ -78,6 +98,12 @@ assert ANSWERS[CMD.JOB_ASSIGN_UNIQ] == ANSWERS[CMD.JOB_ASSIGN_ALL] == _ASSIGN_AN
 # attribute lookup each time.
 _GRAB, _GRAB_UNIQ, _WORK_COMPLETE = CMD.GRAB_JOB, CMD.GRAB_JOB_UNIQ, CMD.WORK_COMPLETE
 _MAX_PACKET = _codec.MAX_PACKET
+
+#: Rule 6: the requests a pool may send to another server when this
+#: connection ends before writing them. Each is answered by whichever server
+#: gets it; a status by handle, an admin line, an option or a GRAB concern
+#: this server alone.
+REROUTABLE = frozenset((K_SUBMIT, K_SUBMIT_BG, K_ECHO, K_STATUS_UNIQUE))
 
 #: While asleep, a worker grabs again this often: gearmand 1.1 never wakes a
 #: sleeping worker when an epoch job comes due (PROTOCOL.md 8.4).
@@ -263,6 +289,16 @@ class Session:
         self._sleeping = False
         self._slept_at = 0.0
         self._quick_wakes = 0
+        # Pool membership (rule 6), set by ``join_pool``: the pool told of
+        # each connect and drop, the grab cap shared with the pool's other
+        # connections, and the stream offsets of requests not yet written.
+        self.pool: Any = None
+        self.grab_cap: Any = None
+        # _marks[_mark_head:]: stream offsets of the re-routable requests not
+        # yet written, ascending (an array: no object per request).
+        self._marks: Optional["array.array[int]"] = None
+        self._mark_head = 0
+        self._out_total = 0          # bytes queued since the connect (exact, with _marks)
         self._fork_gen = _fork_gen
         self.forked = False
         self.c = _codec.new_conn()
@@ -326,6 +362,9 @@ class Session:
         self._unsent = 0
         self._was_full = False
         lib_reset(self.c, fd)
+        if self._marks is not None:
+            del self._marks[:]
+            self._mark_head = self._out_total = 0
         self._queue_setup()
         waiting, self._waiting = self._waiting, collections.deque()
         for cmd, args, entry in waiting:
@@ -333,6 +372,8 @@ class Session:
         self._flush_soon()
         self._rearm()
         epoch = self.epoch
+        if self.pool is not None:
+            self.pool.session_up(self)  # library code: may queue what waited for a server
         if self.on_connect is not None:
             self._call(self.on_connect)
         if epoch == self.epoch and self.state == CONNECTED and self.working:
@@ -360,10 +401,13 @@ class Session:
         self._driver.close(False)
         self.epoch += 1
         self._connect_at = 0.0
+        unsent = self._take_unsent()
         if self._should_reconnect():
             self.state = WAITING  # what callbacks submit meanwhile waits
         else:
             self.state = DISCONNECTED
+        self._hand_back(unsent)
+        if self.state == DISCONNECTED:
             self._drain(errors.DISCONNECTED, waiting=True)
         self.report_error(err)
         if self.state == WAITING:
@@ -377,6 +421,7 @@ class Session:
     def _schedule_reconnect(self) -> None:
         if self.max_reconnect_attempts and self._attempts >= self.max_reconnect_attempts:
             self.state = DISCONNECTED
+            self._hand_back(self._take_unsent())  # the pool learns it is gone for good
             self._drain(errors.DISCONNECTED, waiting=True)
             self._reconnect_at = 0.0
             self._rearm()
@@ -413,6 +458,7 @@ class Session:
         self._reconnect_at = 0.0
         if self.state in (DISCONNECTED, WAITING):
             self.state = DISCONNECTED
+            self._hand_back(self._take_unsent())
             self._drain(errors.DISCONNECTED, waiting=True)
             self._rearm()
             return
@@ -432,6 +478,7 @@ class Session:
         if was_established and self._heard:
             self._attempts = 0  # a connection the server spoke on was a success
         self._driver.close(err is None)  # a deliberate close flushes what was queued
+        unsent = self._take_unsent()     # before the reset: the unsent bytes are in the codec
         lib_reset(self.c, -1)
         self.state = DISCONNECTED
         self.epoch += 1
@@ -439,6 +486,7 @@ class Session:
         retry = reconnect and err is not None and self._should_reconnect()
         if retry:
             self.state = WAITING  # requests made from callbacks wait
+        self._hand_back(unsent)          # state first: the pool re-routes, then user code
         self._drain(drain_err, waiting=not retry)
         if was_established and self.on_disconnect is not None and not self.closed:
             self._call(self.on_disconnect)
@@ -547,6 +595,11 @@ class Session:
         if rc != 0:
             _codec.ensure(rc)
         self._unsent += 14 + l0 + l1 + l2
+        marks = self._marks
+        if marks is not None:  # rule 6, inlined: a submission is always re-routable
+            start = self._out_total
+            marks.append(start)
+            self._out_total = start + 14 + l0 + l1 + l2
         pending = self._pending
         if not pending and self.command_timeout:
             self._start_command_clock()
@@ -571,9 +624,9 @@ class Session:
 
     def _pack(self, cmd: Optional[int], args: Any, entry: Optional[Entry]) -> None:
         c = self.c
-        if cmd is None:  # an admin line
+        if cmd is None:  # an admin line, or a whole packet a pool moved here (rule 6)
             _codec.ensure(_codec.append(c, args, len(args)))
-            self._unsent += len(args)
+            size = len(args)
         else:
             # Arguments are bytes or char[] cdata (see _args.payload): both
             # pass to C without a copy.
@@ -601,7 +654,10 @@ class Session:
                 rc = pack4(c, cmd, n, *a)
             if rc != 0:
                 _codec.ensure(rc)  # raises: no FIFO entry without its request
-            self._unsent += size
+        # Exact, as rule 6 needs every offset right (high_water only an estimate).
+        self._unsent += size
+        if self._marks is not None:
+            self._mark(size, entry)
         if entry is not None:
             if not self._pending and self.command_timeout:
                 self._start_command_clock()
@@ -610,6 +666,14 @@ class Session:
     def written(self, left: int) -> None:
         """Driver: the codec's write buffer now holds ``left`` unsent bytes."""
         self._unsent = left
+        marks = self._marks
+        if marks is not None and self._mark_head < len(marks):
+            # Requests the kernel took a byte of can no longer be re-sent.
+            head = bisect.bisect_left(marks, self._out_total - left, self._mark_head)
+            if head > 4096 and head * 2 > len(marks):
+                del marks[:head]  # compact now and then, not on every write
+                head = 0
+            self._mark_head = head
         if left == 0 and self._was_full:
             self._was_full = False
             if self.on_drain is not None:
@@ -750,8 +814,7 @@ class Session:
         while heap and heap[0][0] <= now and epoch == self.epoch:
             sub = heapq.heappop(heap)[2]
             if not sub.done:
-                self._live_deadlines -= 1
-                self._job_timed_out(sub)
+                self._job_timed_out(sub)  # _finish_sub counts it out of _live_deadlines
         if not self.closed:
             self._rearm(force=True)
 
@@ -794,7 +857,10 @@ class Session:
         handle = unpack(pkt.arg[0], pkt.len[0])
         if entry.kind == K_SUBMIT_BG:
             if entry.cb is not None:
-                self._call(entry.cb, handle.decode("utf-8", "surrogateescape"), None)
+                name = handle.decode("utf-8", "surrogateescape")
+                if self.pool is not None:
+                    self.pool.created(self, name)  # a pool's get_status asks this server
+                self._call(entry.cb, name, None)
             return
         sub: Submission = entry  # type: ignore[assignment]
         sub.handle = handle
@@ -934,6 +1000,8 @@ class Session:
             self._grabs_out -= 1
             if self.working and self._grabs_out == 0 and not self._sleeping:
                 self._go_to_sleep()
+            if self.grab_cap is not None:
+                self.grab_cap.share()
             self.report_error(err)
             return
         self._fail_entry(entry, err)
@@ -1037,6 +1105,9 @@ class Session:
     def _grab_more(self) -> None:
         if not self.working or self._sleeping or self.state != CONNECTED:
             return
+        if self.grab_cap is not None:
+            self.grab_cap.share()  # one cap over a pool's connections decides who grabs
+            return
         cmd = _GRAB_UNIQ if self.grab_unique else _GRAB
         # _grab_limit and _pack, inlined: a sync worker comes here after
         # every job (issue 17). Same packets, same FIFO entries.
@@ -1050,6 +1121,8 @@ class Session:
             if rc != 0:
                 _codec.ensure(rc)  # raises: no FIFO entry without its request
             self._unsent += 12
+            if self._marks is not None:
+                self._out_total += 12  # _mark: a GRAB is never re-routable (rule 6)
             self._grabs_out += 1
             if not pending and self.command_timeout:
                 self._start_command_clock()
@@ -1100,6 +1173,8 @@ class Session:
         self._grabs_out -= 1
         if self.working and self._grabs_out == 0 and not self._sleeping:
             self._go_to_sleep()
+        if self.grab_cap is not None:
+            self.grab_cap.share()  # the slot this GRAB held may serve another server
 
     def _on_job_assign(self, pkt: Any) -> None:
         self._assigned(pkt, CMD.JOB_ASSIGN, "", 2)
@@ -1185,6 +1260,8 @@ class Session:
             if rc != 0:
                 _codec.ensure(rc)
             self._unsent += 13 + lh + ld
+            if self._marks is not None:
+                self._out_total += 13 + lh + ld  # _mark: no entry, never re-routed (rule 6)
             if not self.flush_asked:
                 self.flush_asked = True
                 self._driver.flush_soon()
@@ -1212,8 +1289,141 @@ class Session:
         """A job sent its terminal packet: an async one frees a slot."""
         if counted and self._in_flight > 0:
             self._in_flight -= 1
-            if self._concurrency is not None:
+            if self.grab_cap is not None:
+                self.grab_cap.share()  # even asleep here: another server may want the slot
+            elif self._concurrency is not None:
                 self._grab_more()
+
+    # ===== Pools (rule 6): failover and one grab cap over many connections =====
+
+    def join_pool(self, pool: Any) -> None:
+        """Serve in a pool (see ``_routing.Router``): ``pool.session_up(self)``
+        after each connect, ``pool.session_down(self, unsent)`` after each
+        drop, with the requests this connection never wrote (rule 6), and
+        ``pool.created(self, handle)`` when a background job with a
+        callback got its handle here."""
+        self.pool = pool
+        if self._marks is None:
+            self._marks = array.array("q")
+            self._mark_head = 0
+            self._out_total = _codec.write_pending(self.c) if self.state == CONNECTED else 0
+
+    def leave_pool(self) -> None:
+        self.pool = None
+        self.grab_cap = None
+        self._marks = None
+
+    def _mark(self, size: int, entry: Optional[Entry]) -> None:
+        start = self._out_total
+        self._out_total = start + size
+        if entry is not None and entry.kind in REROUTABLE:
+            self._marks.append(start)  # type: ignore[union-attr]
+
+    def _take_unsent(self) -> List[Tuple[Optional[int], Any, Entry, Optional[bytes]]]:
+        """Rule 6: take the re-routable requests this connection never wrote
+        out of ``_pending`` and ``_waiting``, each as ``(cmd, args, entry,
+        key)`` for ``adopt`` (``cmd`` None: ``args`` is the whole packet as
+        it was queued), ``key`` its unique key (None: none). Their job
+        deadlines leave this connection's timer with them."""
+        if self.pool is None:
+            return []
+        items: List[Tuple[Optional[int], Any, Entry, Optional[bytes]]] = []
+        marks = self._marks
+        if marks is not None and self._mark_head < len(marks) and self.c != NULL:
+            data = _codec.take_output(self.c)  # the bytes the kernel never took
+            base = self._out_total - len(data)
+            starts = marks[bisect.bisect_left(marks, base, self._mark_head):]
+            del marks[:]
+            self._mark_head = 0
+            # Their requests are the last len(starts) re-routable entries of
+            # the FIFO: a reply only ever answers a request that was written.
+            tail: List[Entry] = []
+            if starts:
+                for e in reversed(self._pending):
+                    if e.kind in REROUTABLE:
+                        tail.append(e)
+                        if len(tail) == len(starts):
+                            break
+                tail.reverse()
+            if len(tail) != len(starts):
+                # Out of step: a bug. Failing is safe; sending misframed bytes is not.
+                log.error("gearman_ev: %d unsent offsets for %d requests; none re-sent",
+                          len(starts), len(tail))
+                starts, tail = starts[:0], []
+            taken = set()
+            for start, entry in zip(starts, tail):
+                if entry.kind == K_SUBMIT and entry.done:  # type: ignore[attr-defined]
+                    continue  # timed out already: its callback has fired
+                packet = _packet_at(data, start - base)
+                if packet is None:
+                    log.error("gearman_ev: unsent request at %d does not frame; not re-sent",
+                              start)
+                    continue
+                taken.add(id(entry))
+                items.append((None, packet, entry, _packet_key(entry.kind, packet)))
+            if taken:
+                self._pending = collections.deque(
+                    e for e in self._pending if id(e) not in taken)
+        if self._waiting:
+            keep: Deque[Tuple[Any, Any, Optional[Entry]]] = collections.deque()
+            for cmd, args, held in self._waiting:
+                if held is None or held.kind not in REROUTABLE or \
+                        (held.kind == K_SUBMIT and held.done):  # type: ignore[attr-defined]
+                    keep.append((cmd, args, held))
+                    continue
+                key = args[0] if held.kind == K_STATUS_UNIQUE else \
+                    args[1] if held.kind != K_ECHO else None
+                items.append((cmd, args, held, key or None))
+            self._waiting = keep
+        moved = {id(e) for _, _, e, _ in items
+                 if e.kind == K_SUBMIT and e.deadline}  # type: ignore[attr-defined]
+        if moved:
+            self._job_heap = [t for t in self._job_heap if id(t[2]) not in moved]
+            heapq.heapify(self._job_heap)
+            self._live_deadlines -= len(moved)
+        return items
+
+    def _hand_back(self, unsent: List[Tuple[Optional[int], Any, Entry, Optional[bytes]]]
+                   ) -> None:
+        if self.pool is not None:
+            self.pool.session_down(self, unsent)
+
+    def adopt(self, cmd: Optional[int], args: Any, entry: Entry) -> None:
+        """Queue a request a pool routes here: one a dropped connection
+        handed back (``_take_unsent``), or one that waited for a server. As
+        ``send``, but never refused for back-pressure (it was accepted
+        once); a submission's job deadline comes with it."""
+        state = self.state
+        if state == CONNECTED:
+            self._pack(cmd, args, entry)
+            self._flush_soon()
+        elif state != DISCONNECTED:
+            self._waiting.append((cmd, _snapshot(args), entry))
+        else:
+            raise errors.GearmanError(errors.NOT_CONNECTED)
+        if entry.kind == K_SUBMIT and entry.deadline and not entry.done:  # type: ignore
+            self._push_deadline(entry)  # type: ignore[arg-type]
+
+    @property
+    def grab_load(self) -> int:
+        """Slots this connection holds under a shared grab cap: GRABs
+        awaiting their reply and async jobs running (0 once it dropped:
+        its jobs are stale and its GRABs will never be answered)."""
+        if self.state != CONNECTED:
+            return 0
+        return self._grabs_out + self._in_flight
+
+    @property
+    def wants_grab(self) -> bool:
+        """The worker loop runs here, awake, on a live connection."""
+        return self.working and not self._sleeping and self.state == CONNECTED
+
+    def grab_one(self) -> None:
+        """One managed GRAB, granted by a shared grab cap."""
+        cmd = CMD.GRAB_JOB_UNIQ if self.grab_unique else CMD.GRAB_JOB
+        self._grabs_out += 1
+        self._pack(cmd, (), _MANAGED_GRAB)
+        self._flush_soon()
 
     def check_caller(self) -> None:
         self.check_usable()
@@ -1247,6 +1457,44 @@ _DISPATCH: Dict[int, Callable[[Session, Any], None]] = {
 def lib_reset(c: Any, fd: int) -> None:
     if c != NULL:
         _codec.reset(c, fd)
+
+
+def fail_detached(entry: Entry, err: str, call: Callable[..., Any]) -> None:
+    """Fail a request that no connection holds any more (handed back by
+    rule 6, or held by a pool until a server comes up): its one callback,
+    run through ``call`` (the front-end's guard for user code)."""
+    if entry.kind == K_SUBMIT:
+        sub: Submission = entry  # type: ignore[assignment]
+        if sub.done:
+            return
+        sub.done = True
+        cb = sub.cb
+        sub.cb = sub.on_data = sub.on_warning = sub.on_status = sub.on_exception = None
+    else:
+        cb = entry.cb
+        entry.cb = None
+    if cb is not None:
+        call(cb, None, err)
+
+
+def _packet_at(data: bytes, off: int) -> Optional[bytes]:
+    """The whole binary request packet at ``off`` in ``data``, or None if
+    the bytes there are not one (magic "\\0REQ", big-endian size)."""
+    if off < 0 or data[off:off + 4] != b"\0REQ" or len(data) < off + 12:
+        return None
+    end = off + 12 + int.from_bytes(data[off + 8:off + 12], "big")
+    return data[off:end] if end <= len(data) else None
+
+
+def _packet_key(kind: int, packet: bytes) -> Optional[bytes]:
+    """A re-routable request's unique key, from its packet: the second
+    argument of a submission (PROTOCOL.md 4.2), the only one of
+    GET_STATUS_UNIQUE; None when empty or for ECHO."""
+    if kind == K_ECHO:
+        return None
+    body = packet[12:]
+    key = body if kind == K_STATUS_UNIQUE else body.split(b"\0", 2)[1]
+    return key or None
 
 
 def _snapshot(args: Any) -> Any:

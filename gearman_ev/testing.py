@@ -1,4 +1,4 @@
-"""gearman_ev.testing: a throwaway gearmand for tests, and the pytest plugin (API.md 14).
+"""gearman_ev.testing: a throwaway gearmand for tests, and the pytest plugin.
 
 ``LocalGearmand`` starts the real server (Debian: gearman-job-server) on a free
 loopback port and stops it by its own process handle, never by name. Installed

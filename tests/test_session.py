@@ -309,3 +309,21 @@ def test_reconnect_waits_through_the_timer_and_counts_silent_connections():
         s.connection_made(-1)
     s.connection_lost("connection closed by server")
     assert log[-1] == ("error", errors.MAX_RECONNECTS) and s.state == 0
+
+
+def test_deadline_heap_stays_bounded_when_jobs_time_out():
+    # Timed-out and finished jobs leave the heap: it never holds much more
+    # than the live deadlines (the compaction counts each job out once).
+    s, driver, log = new_session()
+    for round_ in range(3):
+        subs = []
+        for i in range(3000):
+            x = Submission(None, None, None, None, None, False)
+            s.send3(CMD.SUBMIT_JOB, b"f", b"", b"w", x)
+            s.set_job_deadline(x, 1.0)
+            subs.append(x)
+        driver.clock += 2.0
+        s.on_deadline()
+        assert all(x.done for x in subs)
+        assert s._live_deadlines == 0
+    assert len(s._job_heap) == 0

@@ -413,3 +413,30 @@ def test_start_returns_once_a_tls_object_disconnected(tls_gearmand):
     g.echo(b"z", lambda r, e: (out.append((r, e)), g.disconnect()))
     loop.start()            # returns once nothing is left to watch
     assert out == [(b"z", None)]
+
+
+# ===== The command line's TLS flags =====
+
+def _cli(*args):
+    import sys
+    return subprocess.run([sys.executable, "-m", "gearman_ev", *args], capture_output=True,
+                          timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+def test_cli_over_tls(tls_gearmand, pki, fname):
+    where = ["-s", f"{tls_gearmand.host}:{tls_gearmand.port}", "--ssl-ca", str(pki.ca)]
+    proc = _cli(*where, "version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(b"1.")
+    proc = _cli(*where, "submit", "--bg", fname, "over tls")
+    assert proc.returncode == 0 and proc.stdout.startswith(b"H:"), proc.stderr
+    # A certificate from a CA the client does not trust: exit 1, the tls reason said.
+    proc = _cli("-s", f"{tls_gearmand.host}:{tls_gearmand.port}", "--ssl-ca", str(pki.other_ca),
+                "version")
+    assert proc.returncode == 1 and b"tls: " in proc.stderr, proc.stderr
+    # The per-command spelling and --server-hostname.
+    proc = _cli("version", "-s", f"127.0.0.1:{tls_gearmand.port}", "--ssl-ca", str(pki.ca),
+                "--server-hostname", "localhost")
+    assert proc.returncode == 0 and proc.stdout.startswith(b"1."), proc.stderr
+    proc = _cli(*where, "--ssl-ca", "/nonexistent/ca.pem", "version")
+    assert proc.returncode == 2 and b"usage:" in proc.stderr

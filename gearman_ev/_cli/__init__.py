@@ -21,7 +21,7 @@ import sys
 from typing import Callable
 
 from . import _admin, _submit, _top, _work
-from ._servers import DEFAULT_SERVER, UsageError, say, server_specs
+from ._servers import DEFAULT_SERVER, UsageError, say, server_specs, set_tls
 
 __all__ = ["main", "build_parser"]
 
@@ -96,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-s", "--server", dest="servers", action="append",
                         metavar="SERVER", help=SERVERS_HELP)
+    for p in (parser, common):
+        # Top-level and per-command spellings both work; SUPPRESS keeps a
+        # command's absent flag from hiding the top-level one.
+        p.add_argument("--ssl", action="store_true", default=argparse.SUPPRESS,
+                       help="talk TLS to the servers (e.g. a terminator in front of gearmand); "
+                            "certificates checked against the system CAs or --ssl-ca")
+        p.add_argument("--ssl-ca", metavar="FILE", default=argparse.SUPPRESS,
+                       help="CA certificates (PEM) to check the servers' against; implies --ssl")
+        p.add_argument("--server-hostname", metavar="NAME", default=argparse.SUPPRESS,
+                       help="the name the servers' certificates must carry (default: each "
+                            "server's host)")
     commands = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
 
     def command(name: str, run: Callable[[argparse.Namespace, list[str]], int], help: str,
@@ -224,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         args.command = command or []
     try:
         specs = server_specs((args.servers_top or []) + (args.servers or []))
+        set_tls(getattr(args, "ssl", False), getattr(args, "ssl_ca", None),
+                getattr(args, "server_hostname", None))
         status: int = args.run(args, specs)
         return status
     except UsageError as exc:

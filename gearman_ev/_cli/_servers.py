@@ -13,6 +13,7 @@ What must stay true here:
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 from collections.abc import Mapping
 from typing import Any, Callable, Literal, Optional, Union, cast
@@ -115,6 +116,25 @@ class Server:
         return err
 
 
+#: TLS options every connection of this run gets (``set_tls``).
+_tls_options: dict[str, Any] = {}
+
+
+def set_tls(enabled: bool, cafile: str | None, server_hostname: str | None) -> None:
+    """TLS for every connection this run makes: ``--ssl``, ``--ssl-ca``,
+    ``--server-hostname``."""
+    _tls_options.clear()
+    if not (enabled or cafile or server_hostname):
+        return
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"--ssl-ca {cafile}: {exc}") from None
+    _tls_options["ssl"] = context
+    if server_hostname:
+        _tls_options["server_hostname"] = server_hostname
+
+
 def connect(specs: list[str], loop: ev.Loop, *,
             on_error: Callable[[Server, str], object] | None = None,
             on_connect: Callable[[Server], object] | None = None,
@@ -126,6 +146,7 @@ def connect(specs: list[str], loop: ev.Loop, *,
     ``on_disconnect(server)`` are told as they happen.
     """
     options.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    options.update(_tls_options)
     servers = []
     for spec in specs:
         server = Server(spec)
