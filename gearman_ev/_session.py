@@ -238,6 +238,11 @@ class Session:
         self._make_job = make_job
         self.c = NULL               # the codec; allocated last, once all else is set
         self._pkt = _codec.new_packet()
+        # Its arg and len arrays, fetched once: the per-job handlers index
+        # them without two cdata attribute lookups per argument (issue 17).
+        # Every handler is given self._pkt (receive), so they are its arrays.
+        self._pkt_arg = self._pkt.arg
+        self._pkt_len = self._pkt.len
         self.state = DISCONNECTED
         self.epoch = 0              # bumped on every drop: stale jobs and callbacks check it
         self.closed = False
@@ -883,7 +888,7 @@ class Session:
             self._pop(CMD.JOB_CREATED)
             return
         # Handles stay bytes inside: the key of _active, never decoded per event.
-        handle = unpack(pkt.arg[0], pkt.len[0])
+        handle = unpack(self._pkt_arg[0], self._pkt_len[0])
         if entry.kind == K_SUBMIT_BG:
             if entry.cb is not None:
                 name = handle.decode("utf-8", "surrogateescape")
@@ -952,14 +957,15 @@ class Session:
         self._finish_sub(sub, result, err)
 
     def _on_work_complete(self, pkt: Any) -> None:
-        handle = unpack(pkt.arg[0], pkt.len[0])
+        arg, lens = self._pkt_arg, self._pkt_len
+        handle = unpack(arg[0], lens[0])
         active = self._active
         sub = active.get(handle)
         if type(sub) is Submission:  # one submission on the handle: the fast path
             del active[handle]
             if not sub.done:
                 self.active_count -= 1
-                self._finish_sub(sub, unpack(pkt.arg[1], pkt.len[1]), None)
+                self._finish_sub(sub, unpack(arg[1], lens[1]), None)
             return
         self._terminal(pkt, unpack(pkt.arg[1], pkt.len[1]), None)
 
@@ -1221,9 +1227,10 @@ class Session:
         else:
             self._pop(cmd)
             return
-        handle = unpack(pkt.arg[0], pkt.len[0])
-        function = unpack(pkt.arg[1], pkt.len[1])
-        workload = unpack(pkt.arg[workload_arg], pkt.len[workload_arg])
+        arg, lens = self._pkt_arg, self._pkt_len
+        handle = unpack(arg[0], lens[0])
+        function = unpack(arg[1], lens[1])
+        workload = unpack(arg[workload_arg], lens[workload_arg])
         if entry.kind == K_GRAB:  # grab_job(): the user runs it
             if entry.cb is not None:
                 self._call(entry.cb, self._make_job(self, handle, function, unique, workload,
