@@ -7,7 +7,8 @@
 #       WORKLOAD is pipelined, sequential or background (vs.py's names). One
 #       foreground round trip on FUNC first (connected and warm, as vs.py's
 #       Python children), then the workload; prints
-#       "RESULT <jobs/s> <cpu s/job>" (CPU from times(): this process only).
+#       "RESULT <jobs/s> <cpu s/job> <peak RSS KiB>" (CPU: this process only,
+#       see cpu(); peak RSS from /proc/self/status VmHWM).
 #   perl ev_gearman.pl worker HOST PORT FUNC LIMIT
 #       A sync echo worker on FUNC until SIGTERM or LIMIT seconds.
 use strict; use warnings;
@@ -15,7 +16,15 @@ use Time::HiRes qw(time);
 use EV; use EV::Gearman;
 
 my $mode = shift @ARGV // '';
-sub cpu { my @t = times; $t[0] + $t[1] }
+# CPU seconds of this process: /proc/self/schedstat counts nanoseconds on the
+# CPU (times() counts 10 ms ticks: too coarse for a 1 us/job workload).
+sub cpu {
+    if (open my $f, '<', '/proc/self/schedstat') {
+        my ($ns) = split ' ', scalar <$f>;
+        return $ns / 1e9 if defined $ns;
+    }
+    my @t = times; $t[0] + $t[1];
+}
 
 if ($mode eq 'worker') {
     my ($host, $port, $func, $limit) = @ARGV;
@@ -61,4 +70,8 @@ if ($workload eq 'pipelined') {
 my ($dt, $dc) = (time - $t0, cpu() - $c0);
 die "not finished: $left left\n" if $left;
 die "$failed jobs failed\n" if $failed;
-printf "RESULT %.3f %.9f\n", $n / $dt, $dc / $n;
+my $hwm = 0;
+if (open my $st, '<', '/proc/self/status') {
+    while (<$st>) { $hwm = $1 if /^VmHWM:\s+(\d+)/ }
+}
+printf "RESULT %.3f %.9f %d\n", $n / $dt, $dc / $n, $hwm;

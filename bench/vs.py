@@ -298,22 +298,19 @@ def measure_perl(workload, host, port, n, size, limit):
     """EV::Gearman's run of one workload, as ``child`` replies."""
     cmd = ["perl", *EvGearman.inc, PERL_SCRIPT, "client", host, str(port), FUNC, BG_FUNC,
            workload, str(n), str(size), str(int(limit))]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        killer = threading.Timer(limit + 30, proc.kill)  # perl bounds itself; in case not
-        killer.start()
-        # wait4, not Popen.wait: its rusage is this run's own (peak RSS, KiB).
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        killer.cancel()
-        rss = usage.ru_maxrss
-        out.seek(0)
-        err.seek(0)
-        out, err = out.read(), err.read()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=limit + 30)  # perl bounds itself; in case not
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return ("error", f"killed after {limit + 30:.0f} s")
     for line in out.splitlines():
         if line.startswith("RESULT "):
-            _, rate, cpu = line.split()
-            return ("ok", float(rate), float(cpu), rss)
+            # Peak RSS from perl itself (VmHWM): a child's rusage would count
+            # the forked copy of this process it was before exec.
+            _, rate, cpu, rss = line.split()
+            return ("ok", float(rate), float(cpu), int(rss))
     return ("error", (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1][:60])
 
 
