@@ -28,6 +28,7 @@ gearman_ev client in a process of its own, go to one sync echo worker at a
 time: gearman_ev's, then EV::Gearman's (runs alternate). jobs/s is the
 feeder's, and the CPU per job of the worker, of gearmand (when started here)
 and of the feeder come from /proc/PID/stat around the measurement.
+--prefetch adds a gearman_ev worker with work(concurrency=2) (see PREFETCH).
 
 The Python clients come with the `bench` extra: pip install -e '.[bench]'.
 """
@@ -405,6 +406,12 @@ def failure(replies):
 
 # ===== --worker: one worker of each library, the same jobs =====
 
+#: --worker --prefetch: a sync gearman_ev worker with work(concurrency=2). Not
+#: the default: gearmand assigns it a second job while the first runs, a job
+#: another idle worker could have started at once.
+PREFETCH = "gearman_ev, concurrency=2"
+
+
 def proc_cpu(pid):
     """utime + stime of a process (all its threads) in seconds, from /proc."""
     with open(f"/proc/{pid}/stat") as f:
@@ -412,12 +419,14 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def py_worker(host, port, func, limit):
-    """gearman_ev's sync echo worker (benchmark.py's), bounded by limit."""
+def py_worker(host, port, func, limit, prefetch=False):
+    """gearman_ev's sync echo worker (benchmark.py's), bounded by limit.
+    prefetch: work(concurrency=2), which keeps two GRABs out for a sync
+    function: the next job is assigned while one runs (see PREFETCH)."""
     loop = ev.Loop()
     g = Gearman(host, port, loop=loop)
     g.register_function(func, lambda job: job.workload)
-    g.work()
+    g.work(concurrency=2 if prefetch else None)
     loop.timer(limit, 0, lambda w, r: loop.stop()).start()
     loop.signal(15, lambda w, r: loop.stop()).start()
     loop.start()
@@ -476,8 +485,9 @@ def workers_on(host, port, func):
 def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit, window=0):
     """One worker (which: gearman_ev or ev_gearman) fed n jobs; returns
     (jobs/s, worker, gearmand, feeder CPU s/job) or raises Failed."""
-    if which == "gearman_ev":
-        wproc = ctx.Process(target=py_worker, args=(host, port, func, limit + 30), daemon=True)
+    if which.startswith("gearman_ev"):
+        wproc = ctx.Process(target=py_worker, args=(host, port, func, limit + 30,
+                                                    which == PREFETCH), daemon=True)
         wproc.start()
         wpid, stop = wproc.pid, wproc.terminate
     else:
@@ -513,11 +523,12 @@ def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit, windo
             fproc.join(5)
         if fproc.is_alive():
             fproc.kill()
-        wproc.join(5) if which == "gearman_ev" else wproc.wait(5)
+        wproc.join(5) if which.startswith("gearman_ev") else wproc.wait(5)
 
 
 def worker_table(host, port, gearmand_pid, args):
-    who = ["gearman_ev"] + (["ev_gearman"] if EvGearman.inc else [])
+    who = (["gearman_ev"] + (["ev_gearman"] if EvGearman.inc else [])
+           + ([PREFETCH] if args.prefetch else []))
     ctx = multiprocessing.get_context("spawn")
     fed = "at once" if args.window <= 0 else f"{args.window} at a time"
     print(f"one sync echo worker, fed {args.n} foreground jobs {fed} by a gearman_ev client "
@@ -536,25 +547,27 @@ def worker_table(host, port, gearmand_pid, args):
                 print(f"  run {run + 1}: {w}: {exc}", file=sys.stderr, flush=True)
                 continue
             rows[w].append(got)
-            print(f"  run {run + 1}: {w:<11}{got[0]:,.0f} jobs/s  worker {got[1] * 1e6:.1f} "
+            print(f"  run {run + 1}: {w:<26}{got[0]:,.0f} jobs/s  worker {got[1] * 1e6:.1f} "
                   f"gearmand {got[2] * 1e6:.1f} feeder {got[3] * 1e6:.1f} µs/job",
                   file=sys.stderr, flush=True)
     print(f"\n(median of {args.runs}; CPU in µs per job"
           f"{'' if gearmand_pid else '; gearmand not started here: not measured'})")
-    print(f"  {'worker':<16}{'jobs/s':>10}{'worker CPU':>12}{'gearmand CPU':>14}"
+    print(f"  {'worker':<26}{'jobs/s':>10}{'worker CPU':>12}{'gearmand CPU':>14}"
           f"{'feeder CPU':>12}")
     med = {}
     for w in who:
         if not rows[w]:
-            print(f"  {w:<16}{'failed':>10}")
+            print(f"  {w:<26}{'failed':>10}")
             continue
         med[w] = [statistics.median(r[i] for r in rows[w]) for i in range(4)]
         rate, wc, gc, fc = med[w]
-        print(f"  {w:<16}{rate:>10,.0f}{wc * 1e6:>12.1f}{gc * 1e6:>14.1f}{fc * 1e6:>12.1f}")
-    if len(med) == 2:
-        a, b = med["gearman_ev"], med["ev_gearman"]
-        print(f"  {'ratio ours/EV':<16}{a[0] / b[0]:>9.2f}x{a[1] / b[1]:>11.2f}x"
-              f"{(a[2] / b[2] if b[2] else 0):>13.2f}x{a[3] / b[3]:>11.2f}x")
+        print(f"  {w:<26}{rate:>10,.0f}{wc * 1e6:>12.1f}{gc * 1e6:>14.1f}{fc * 1e6:>12.1f}")
+    for ours in ("gearman_ev", PREFETCH):
+        if ours in med and "ev_gearman" in med:
+            a, b = med[ours], med["ev_gearman"]
+            label = "ratio to EV" + (" (prefetch)" if ours == PREFETCH else "")
+            print(f"  {label:<26}{a[0] / b[0]:>9.2f}x{a[1] / b[1]:>11.2f}x"
+                  f"{(a[2] / b[2] if b[2] else 0):>13.2f}x{a[3] / b[3]:>11.2f}x")
 
 
 def main(argv=None):
@@ -579,6 +592,9 @@ def main(argv=None):
                          "(default $EV_GEARMAN, else ../shared/peers/ev-gearman-blib.tar.gz)")
     ap.add_argument("--worker", action="store_true",
                     help="compare the workers instead of the clients (-n jobs per run)")
+    ap.add_argument("--prefetch", action="store_true",
+                    help="--worker: also a gearman_ev worker with work(concurrency=2), "
+                         "the next job assigned while one runs (not the default: fairness)")
     ap.add_argument("--gearmand-pid", type=int,
                     help="--worker with --host: gearmand's pid, to measure its CPU too")
     ap.add_argument("--window", type=int, default=0,
