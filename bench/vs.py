@@ -12,6 +12,10 @@ trip before the clock starts. Every measurement is bounded by its job count
 and by --limit seconds. Each client is used the way its documentation shows:
 
   gearman_ev  submit_job(func, workload, cb) in a loop, results to callbacks
+  aio         gearman_ev.aio on asyncio's default loop (aio+uvloop: on uvloop):
+              each call sends at once and returns a coroutine; n calls, then
+              each reply awaited in turn (no task per job); `await
+              submit_job()` one after another for round trips
   pygearman   GearmanClient.submit_multiple_jobs (sends all, then polls);
               submit_job for round trips (python-gearman's maintained fork)
   gear        Client.submitJob(Job) (OpenStack); completions reach an
@@ -103,6 +107,72 @@ class GearmanEv:
 
     def close(self):
         self.g.disconnect()
+
+
+class GearmanEvAio:
+    """gearman_ev.aio on the default asyncio loop (GearmanEvUvloop: on uvloop).
+    Each call sends its request at once and returns a coroutine for the
+    reply, so the pipelined and background workloads call n times, then
+    await each reply in turn: no task per job."""
+    dist = "gearman-ev"
+
+    def __init__(self, host, port, limit):
+        self.limit = limit
+        self.loop = self.new_loop()
+        self.g = self._run(self._connect(host, port))
+
+    @staticmethod
+    def new_loop():
+        return asyncio.new_event_loop()
+
+    @staticmethod
+    async def _connect(host, port):
+        from gearman_ev.aio import AsyncGearman
+        g = AsyncGearman(host, port)
+        await g.wait_connected()
+        return g
+
+    def _run(self, coro):
+        try:
+            return self.loop.run_until_complete(asyncio.wait_for(coro, self.limit))
+        except asyncio.TimeoutError:
+            raise Failed("timeout") from None
+
+    def pipelined(self, n, payload):
+        async def many():
+            g = self.g
+            replies = [g.submit_job(FUNC, payload) for _ in range(n)]
+            for reply in replies:
+                await reply
+        self._run(many())
+
+    def sequential(self, n, payload):
+        async def one_by_one():
+            g = self.g
+            for _ in range(n):
+                await g.submit_job(FUNC, payload)
+        self._run(one_by_one())
+
+    def background(self, n, payload):
+        async def many():
+            g = self.g
+            replies = [g.submit_job_bg(BG_FUNC, payload) for _ in range(n)]
+            for reply in replies:
+                await reply
+        self._run(many())
+
+    def close(self):
+        self._run(self.g.close())
+        self.loop.close()
+
+
+class GearmanEvUvloop(GearmanEvAio):
+    dist = "uvloop"
+
+    @staticmethod
+    def new_loop():
+        import uvloop
+        return uvloop.new_event_loop()
 
 
 class PyGearman:
@@ -264,8 +334,8 @@ class EvGearman:
     inc = None
 
 
-CLIENTS = {"gearman_ev": GearmanEv, "pygearman": PyGearman, "gear": Gear, "aiogear": AioGear,
-           "ev_gearman": EvGearman}
+CLIENTS = {"gearman_ev": GearmanEv, "aio": GearmanEvAio, "aio+uvloop": GearmanEvUvloop,
+           "pygearman": PyGearman, "gear": Gear, "aiogear": AioGear, "ev_gearman": EvGearman}
 PERL_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ev_gearman.pl")
 PEER_TARBALL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "..", "shared", "peers", "ev-gearman-blib.tar.gz")
@@ -390,6 +460,31 @@ def table(results, names, counts, runs):
             note = NOTES.get((name, workload))
             if note:
                 print(textwrap.fill(note, 88, initial_indent="  * ", subsequent_indent="    "))
+
+
+def aio_targets(results, names):
+    """The asyncio front-end against issue 12's targets: its jobs/s over
+    aiogear's, aiogear's client CPU per job over its own, and its CPU per
+    job over the libev front-end's."""
+    fronts = [n for n in ("aio", "aio+uvloop") if n in names]
+    if not fronts:
+        return
+    print("\nasyncio front-end (targets: >= 10x aiogear's jobs/s on background, >= 3x on "
+          "pipelined;\n aiogear's CPU/job >= 10x ours; ours <= 1.5x the libev front-end's)")
+    print(f"  {'client':<12}{'workload':<12}{'x aiogear jobs/s':>18}{'aiogear CPU x':>15}"
+          f"{'CPU vs libev':>14}")
+    for name in fronts:
+        for workload, _, _ in WORKLOADS:
+            ours = median_of(results[(name, workload)])
+            if ours is None:
+                print(f"  {name:<12}{workload:<12}{failure(results[(name, workload)]):>18}")
+                continue
+            peer = median_of(results.get(("aiogear", workload), []))
+            libev = median_of(results.get(("gearman_ev", workload), []))
+            rate = f"{ours[0] / peer[0]:.1f}x" if peer else "-"
+            cpu = f"{peer[1] / ours[1]:.1f}x" if peer else "-"
+            vs_libev = f"{ours[1] / libev[1]:.2f}x" if libev else "-"
+            print(f"  {name:<12}{workload:<12}{rate:>18}{cpu:>15}{vs_libev:>14}")
 
 
 def median_of(replies):
@@ -648,6 +743,7 @@ def main(argv=None):
                     print(f"  run {run + 1}: {name:<11}{workload:<11}{shown}",
                           file=sys.stderr, flush=True)
         table(results, names, counts, args.runs)
+        aio_targets(results, names)
     finally:
         worker.terminate()
         worker.join(5)

@@ -23,6 +23,14 @@ sys.path.insert(0, ROOT)
 import gearman_ev  # noqa: E402
 from gearman_ev import ev  # noqa: E402
 
+# gearman_ev._gearman imports ssl for its annotations only when type
+# checking (at run time TLS is loaded by those who use it); give autodoc the
+# name so Gearman's signature resolves.
+import ssl as _ssl  # noqa: E402
+import gearman_ev._gearman  # noqa: E402
+
+gearman_ev._gearman._ssl = _ssl  # type: ignore[attr-defined]
+
 project = "gearman_ev"
 author = "the gearman_ev developers"
 copyright = "2026, the gearman_ev developers"

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import inspect
 import os
-import ssl as _ssl  # the parameter is called ssl
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
 
-from . import _args, _session, _tls, errors, ev
+if TYPE_CHECKING:
+    import ssl as _ssl  # the parameter is called ssl
+
+from . import _args, _session, errors, ev
 from ._codec import CMD, MAX_PACKET, NULL, read_capacity, write_capacity
 from ._job import Job
 from ._libev import LibevDriver
-from ._session import (K_ECHO, K_OPTION, K_STATUS, K_STATUS_UNIQUE, K_SUBMIT_BG, K_TEXT_BLOCK,
-                       K_TEXT_LINE, K_TEXT_MARKED, STATE_NAMES, Ability, Entry, Session,
-                       Submission)
+from ._session import (K_ECHO, K_STATUS, K_STATUS_UNIQUE, K_SUBMIT_BG, STATE_NAMES, Ability,
+                       Entry, Session, Submission)
 
 __all__ = ["Gearman"]
 
@@ -51,10 +52,6 @@ Hook = Callable[[], object]                      # on_connect, on_disconnect, on
 # (bytes, str or None), an async one's return value is ignored.
 WorkerFunction = Callable[[Job], object]
 
-# Admin commands whose reply is a block ending in ".\n" (PROTOCOL.md 7).
-# gearmand 1.1.20 answers these three with a block whatever words follow
-# ("status x" too); "show" only with exactly these arguments.
-_BLOCK_COMMANDS = {b"status", b"workers", b"prioritystatus"}
 _get_ident = threading.get_ident
 
 
@@ -135,7 +132,12 @@ class Gearman:
         for name, cb in (("on_error", on_error), ("on_connect", on_connect),
                          ("on_disconnect", on_disconnect)):
             _args.callback(cb, name)
-        context = None if ssl is None else _tls.client_context(ssl)
+        if ssl is not None:
+            # TLS (and the ssl module, a few MiB) is loaded by those who use it.
+            from . import _tls
+            context = _tls.client_context(ssl)
+        else:
+            context = None
         if server_hostname is not None:
             if not isinstance(server_hostname, str):
                 raise TypeError("server_hostname must be a str")
@@ -150,8 +152,9 @@ class Gearman:
         if context is None:
             self._driver = driver = LibevDriver(loop, priority, keepalive)
         else:
-            self._driver = driver = _tls.TLSDriver(loop, priority, keepalive, context,
-                                                   server_hostname)
+            from ._tls import TLSDriver
+            self._driver = driver = TLSDriver(loop, priority, keepalive, context,
+                                              server_hostname)
         session = Session(driver, Job, exceptions=bool(exceptions), client_id=client_id_b,
                           grab_unique=bool(grab_unique), connect_timeout=connect_timeout,
                           command_timeout=command_timeout, reconnect=bool(reconnect),
@@ -508,36 +511,18 @@ class Gearman:
 
     def option(self, name: Name, cb: Optional[BoolCallback] = None) -> None:
         """OPTION_REQ. ``cb(True, err)``; "exceptions" is re-sent on reconnect."""
-        opt = _args.name_token(name, "option name")
-        if len(opt) >= 64:
-            raise ValueError("option name must be shorter than 64 bytes")
+        opt = _args.option_name(name)
         _args.callback(cb)
-        s = self._check()
-        s.send(CMD.OPTION_REQ, (opt,), Entry(K_OPTION, cb))
-        if opt.lower() == b"exceptions":
-            s.exceptions = True
+        self._check().option(opt, cb)
 
     # ===== Admin (API.md 7) =====
 
     def admin(self, command: Name, cb: Optional[TextCallback] = None) -> None:
         """A text command; ``cb(text, err)``. Block replies come whole; a
         one-line reply that starts with "ERR" is delivered as the err."""
-        cmd = _args.text(command, "command")
-        if b"\r" in cmd or b"\n" in cmd or b"\0" in cmd:
-            raise ValueError("admin command must not hold CR, LF or NUL")
+        cmd = _args.admin_command(command)
         _args.callback(cb)
-        # Split as gearmand does: on runs of spaces only (a tab is part of a
-        # word), a leading space making the command word empty; ASCII case-blind.
-        head, *rest = cmd.lower().split(b" ")
-        rest = [w for w in rest if w]
-        if head in _BLOCK_COMMANDS or (head == b"show" and rest == [b"jobs"]):
-            kind = K_TEXT_BLOCK
-        elif head == b"show" and rest == [b"unique", b"jobs"]:
-            kind = K_TEXT_MARKED  # a unique key "." must not end it (PROTOCOL.md 7)
-        else:
-            kind = K_TEXT_LINE
-        # CRLF: gearmand trims two bytes off some lines (PROTOCOL.md 7).
-        self._check().admin(cmd + b"\r\n", kind, cb)
+        self._check().admin_command(cmd, cb)
 
     def server_status(self, cb: Optional[TextCallback] = None) -> None:
         """``status``: lines ``FUNC\\tTOTAL\\tRUNNING\\tWORKERS``."""
@@ -553,12 +538,7 @@ class Gearman:
 
     def maxqueue(self, func: Name, size: int, cb: Optional[TextCallback] = None) -> None:
         """``maxqueue FUNC SIZE``: ``"OK"``."""
-        name = _args.name_token(func, "func")
-        if isinstance(size, bool) or not isinstance(size, int):
-            raise TypeError("size must be an int")
-        if size < 0:
-            raise ValueError("size must be >= 0")
-        self.admin(b"maxqueue " + name + b" " + str(size).encode(), cb)
+        self.admin(_args.maxqueue_command(func, size), cb)
 
     def shutdown_server(self, graceful: bool = False,
                         cb: Optional[TextCallback] = None) -> None:

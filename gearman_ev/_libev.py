@@ -28,7 +28,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from . import _codec, _resolve, errors, ev
 from ._ffi import lib
 
-__all__ = ["LibevDriver"]
+__all__ = ["LibevDriver", "apply_keepalive"]
 
 _UNIX_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 _read = lib.gm_conn_read
@@ -47,6 +47,20 @@ def _weak_method(obj: Any, func: Callable[..., Any]) -> Callable[[Any, int], Non
         else:
             func(target, watcher, revents)
     return callback
+
+
+def apply_keepalive(sock: socket.socket, seconds: float) -> None:
+    """TCP keepalive on (idle time ``seconds``) or off (0); also the asyncio
+    driver's. A Unix socket is left alone."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    on = seconds > 0
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1 if on else 0)
+    if on and hasattr(socket, "TCP_KEEPIDLE"):
+        # The kernel counts whole seconds: round, but never down to "off".
+        secs = max(1, round(seconds))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, secs)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, secs)
 
 
 class LibevDriver:
@@ -109,15 +123,7 @@ class LibevDriver:
             self._apply_keepalive(self._sock)
 
     def _apply_keepalive(self, sock: socket.socket) -> None:
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return
-        on = self.keepalive > 0
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1 if on else 0)
-        if on and hasattr(socket, "TCP_KEEPIDLE"):
-            # The kernel counts whole seconds: round, but never down to "off".
-            secs = max(1, round(self.keepalive))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, secs)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, secs)
+        apply_keepalive(sock, self.keepalive)
 
     # ===== Driver interface =====
 

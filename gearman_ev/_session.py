@@ -104,6 +104,10 @@ _MAX_PACKET = _codec.MAX_PACKET
 #: gets it; a status by handle, an admin line, an option or a GRAB concern
 #: this server alone.
 REROUTABLE = frozenset((K_SUBMIT, K_SUBMIT_BG, K_ECHO, K_STATUS_UNIQUE))
+# Admin commands whose reply is a block ending in ".\n" (PROTOCOL.md 7).
+# gearmand 1.1.20 answers these three with a block whatever words follow
+# ("status x" too); "show" only with exactly these arguments.
+_BLOCK_COMMANDS = {b"status", b"workers", b"prioritystatus"}
 
 #: While asleep, a worker grabs again this often: gearmand 1.1 never wakes a
 #: sleeping worker when an epoch job comes due (PROTOCOL.md 8.4).
@@ -170,7 +174,7 @@ class Submission(Entry):
     FIFO entry until JOB_CREATED, then listed in ``_active`` by handle."""
 
     __slots__ = ("on_data", "on_warning", "on_status", "on_exception",
-                 "deadline", "done", "handle", "shared")
+                 "deadline", "done", "handle", "shared", "on_created")
 
     def __init__(self, cb: Callback, on_data: Callback, on_warning: Callback,
                  on_status: Callback, on_exception: Callback, shared: bool) -> None:
@@ -184,6 +188,10 @@ class Submission(Entry):
         self.done = False
         self.handle: Optional[bytes] = None
         self.shared = shared  # has a unique key: later submissions may share its handle
+        # on_created(handle_str) once JOB_CREATED is matched: the asyncio
+        # front-end's JobRun.created() waits on it. Set after construction,
+        # so the callback front-end's hot path pays nothing for it.
+        self.on_created: Callback = None
 
 
 class Attached:
@@ -910,6 +918,10 @@ class Session:
             other.subs.append(sub)
         else:
             active[handle] = Attached([other, sub])
+        if sub.on_created is not None and not sub.done:
+            # Routed first (rule 2): events that follow in this same read
+            # already find the submission.
+            self._call(sub.on_created, handle.decode("utf-8", "surrogateescape"))
 
     def _event_sub(self, pkt: Any, terminal: bool) -> Optional[Submission]:
         """The submission the next copy of this work event belongs to; a
@@ -961,7 +973,9 @@ class Session:
         handle = unpack(arg[0], lens[0])
         active = self._active
         sub = active.get(handle)
-        if type(sub) is Submission:  # one submission on the handle: the fast path
+        # One submission on the handle: the fast path. (Not Attached rather
+        # than "is Submission": the asyncio front-end's entries subclass it.)
+        if sub is not None and type(sub) is not Attached:
             del active[handle]
             if not sub.done:
                 self.active_count -= 1
@@ -1112,6 +1126,28 @@ class Session:
         self.send(None, line, Entry(kind, cb))
         if kind == K_TEXT_MARKED:
             self.send(CMD.ECHO_REQ, (b"",), Entry(K_MARKER, None))
+
+    def admin_command(self, command: bytes, cb: Callback) -> None:
+        """A checked admin command (``_args.admin_command``), sent with the
+        reply shape gearmand gives it (rule 1: the shape decides matching)."""
+        # Split as gearmand does: on runs of spaces only (a tab is part of a
+        # word), a leading space making the command word empty; ASCII case-blind.
+        head, *rest = command.lower().split(b" ")
+        rest = [w for w in rest if w]
+        if head in _BLOCK_COMMANDS or (head == b"show" and rest == [b"jobs"]):
+            kind = K_TEXT_BLOCK
+        elif head == b"show" and rest == [b"unique", b"jobs"]:
+            kind = K_TEXT_MARKED  # a unique key "." must not end it (PROTOCOL.md 7)
+        else:
+            kind = K_TEXT_LINE
+        # CRLF: gearmand trims two bytes off some lines (PROTOCOL.md 7).
+        self.admin(command + b"\r\n", kind, cb)
+
+    def option(self, name: bytes, cb: Callback) -> None:
+        """OPTION_REQ; "exceptions" is remembered and re-sent on every connect."""
+        self.send(CMD.OPTION_REQ, (name,), Entry(K_OPTION, cb))
+        if name.lower() == b"exceptions":
+            self.exceptions = True
 
     def grab_job(self, cb: Callable[..., Any]) -> None:
         cmd = CMD.GRAB_JOB_UNIQ if self.grab_unique else CMD.GRAB_JOB
@@ -1268,6 +1304,14 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - reported as the job's failure
             log.exception("gearman_ev: worker callback for %r raised", job.function)
             failure = exc
+        self.finish_job(job, result, failure)
+
+    def finish_job(self, job: Any, result: Any, failure: Optional[BaseException]) -> None:
+        """A worker function's outcome as the job's one terminal packet:
+        its result (``failure`` None), else WORK_EXCEPTION carrying
+        ``str(failure)`` when ``exceptions`` is on, else WORK_FAIL. Nothing
+        is sent for a job that was finished already or whose connection is
+        gone. (Also the asyncio front-end's, for ``async def`` functions.)"""
         if job.finished or job.epoch != self.epoch or self.closed or self.state != CONNECTED:
             return  # finished by the callback itself, or its connection is gone
         if failure is None:
@@ -1301,6 +1345,8 @@ class Session:
             if not self.flush_asked:
                 self.flush_asked = True
                 self._driver.flush_soon()
+            if job._counted:
+                self.job_done(True)  # an async job's slot is free
             return
         try:
             if self.exceptions:
