@@ -71,12 +71,16 @@ fresh-debian-check:
 	bash tools/fresh-debian-check
 
 # Our own figures, then side by side with the other Python clients (the
-# `bench` extra installs them), on a throwaway gearmand.
+# `bench` extra installs them) and, when perl and libev-perl are there, the
+# Perl module EV::Gearman (clients, then one worker of each), on a throwaway
+# gearmand.
 bench: deps $(VENV)/.built $(VENV)/.extra-bench
 	$(PY) bench/benchmark.py
 	$(PY) bench/benchmark.py --worker
 	$(PY) bench/benchmark.py --memory
+	$(PY) bench/benchmark.py --deadlines
 	$(PY) bench/vs.py
+	$(PY) bench/vs.py --worker
 
 # --- C reliability checks (issue 7): by hand, not in CI ---
 

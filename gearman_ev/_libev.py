@@ -310,13 +310,20 @@ class LibevDriver:
         if rc < 0 and session.epoch == epoch:
             session.connection_lost(_codec.message(rc, c.err_no))
         if session.flush_asked:
-            self._on_prepare(self._flusher, 0)  # checks that there is a socket to write
+            # Stopping a Prepare that never started costs three C calls: a
+            # worker's every job came through here (issue 17).
+            if self._flusher._handle is not None:
+                self._flusher.stop()
+            self._flush(session)  # checks that there is a socket to write
 
     def _on_prepare(self, watcher: Any, revents: int) -> None:
         watcher.stop()
         session = self._session()
-        if session is None:
-            return
+        if session is not None:
+            self._flush(session)
+
+    def _flush(self, session: Any) -> None:
+        """Write what the session queued: one send, the rest when writable."""
         session.flush_asked = False
         if self._sock is None or self._connecting or self._wio._handle is not None:
             return  # not connected yet, or already waiting for writability

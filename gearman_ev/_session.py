@@ -90,6 +90,14 @@ ANSWERS = {
     CMD.JOB_ASSIGN_ALL: (K_GRAB, K_GRAB_MANAGED),
 }
 _CREATED_ANSWERS = ANSWERS[CMD.JOB_CREATED]
+# The three JOB_ASSIGN* answer the same kinds (checked here, so an edit to
+# ANSWERS cannot leave the inlined match in _assigned behind).
+_ASSIGN_ANSWERS = ANSWERS[CMD.JOB_ASSIGN]
+assert ANSWERS[CMD.JOB_ASSIGN_UNIQ] == ANSWERS[CMD.JOB_ASSIGN_ALL] == _ASSIGN_ANSWERS
+# Module constants for the worker's per-job path: a global load, not a class
+# attribute lookup each time.
+_GRAB, _GRAB_UNIQ, _WORK_COMPLETE = CMD.GRAB_JOB, CMD.GRAB_JOB_UNIQ, CMD.WORK_COMPLETE
+_MAX_PACKET = _codec.MAX_PACKET
 
 #: Rule 6: the requests a pool may send to another server when this
 #: connection ends before writing them. Each is answered by whichever server
@@ -114,8 +122,8 @@ SPIN_TOLERANCE = 3
 SPIN_BACKOFF_MIN = 0.01
 SPIN_BACKOFF_MAX = 0.25
 
-#: A finished job's entry in the deadline heap is dropped lazily; the heap is
-#: rebuilt when it holds this many more entries than live deadlines.
+#: A finished job's entry in the deadline lane or heap is dropped lazily; both
+#: are rebuilt when they hold this many more entries than live deadlines.
 _HEAP_SLACK = 1024
 
 Callback = Optional[Callable[..., Any]]
@@ -238,6 +246,11 @@ class Session:
         self._make_job = make_job
         self.c = NULL               # the codec; allocated last, once all else is set
         self._pkt = _codec.new_packet()
+        # Its arg and len arrays, fetched once: the per-job handlers index
+        # them without two cdata attribute lookups per argument (issue 17).
+        # Every handler is given self._pkt (receive), so they are its arrays.
+        self._pkt_arg = self._pkt.arg
+        self._pkt_len = self._pkt.len
         self.state = DISCONNECTED
         self.epoch = 0              # bumped on every drop: stale jobs and callbacks check it
         self.closed = False
@@ -272,6 +285,15 @@ class Session:
         self._command_at = 0.0
         self._reconnect_at = 0.0
         self._regrab_at = 0.0
+        # Job deadlines: a lane and a heap, together in (deadline, order of
+        # arming) order. A deadline no earlier than every one the lane was
+        # given (_lane_floor) joins the lane: with one timeout for all jobs,
+        # and a loop clock that only moves on, that is every job; 8 bytes and
+        # an append instead of a tuple, a seq int and a heappush (issue 17:
+        # <= 2 us and <= 100 bytes per job). Only an earlier one takes the
+        # heap, so on equal deadlines the lane's entry was armed first.
+        self._job_lane: Deque[Submission] = collections.deque()
+        self._lane_floor = 0.0
         self._job_heap: List[Tuple[float, int, Submission]] = []
         self._job_seq = 0
         self._live_deadlines = 0
@@ -561,6 +583,7 @@ class Session:
         self._waiting = collections.deque()
         self._active = {}
         self._job_heap = []
+        self._job_lane = collections.deque()
         self.state = DISCONNECTED
 
     # ===== Sending =====
@@ -766,10 +789,15 @@ class Session:
             self._rearm()
 
     def _push_deadline(self, sub: Submission) -> None:
-        self._job_seq += 1
-        heapq.heappush(self._job_heap, (sub.deadline, self._job_seq, sub))
+        deadline = sub.deadline
+        if deadline >= self._lane_floor:
+            self._lane_floor = deadline
+            self._job_lane.append(sub)
+        else:
+            self._job_seq += 1
+            heapq.heappush(self._job_heap, (deadline, self._job_seq, sub))
         self._live_deadlines += 1
-        if not self._armed or sub.deadline < self._armed:
+        if not self._armed or deadline < self._armed:
             self._rearm()
 
     def set_job_deadline(self, sub: Submission, timeout: float) -> None:
@@ -783,8 +811,12 @@ class Session:
         heap = self._job_heap
         while heap and heap[0][2].done:
             heapq.heappop(heap)  # finished jobs leave lazily
+        lane = self._job_lane
+        while lane and lane[0].done:
+            lane.popleft()
         when = min((t for t in (self._connect_at, self._command_at, self._reconnect_at,
-                                self._regrab_at, heap[0][0] if heap else 0.0) if t),
+                                self._regrab_at, heap[0][0] if heap else 0.0,
+                                lane[0].deadline if lane else 0.0) if t),
                    default=0.0)
         if force or (when and (not self._armed or when < self._armed)):
             self._armed = when
@@ -811,8 +843,16 @@ class Session:
             if self._sleeping and self.working and self.state == CONNECTED:
                 self._wake()
         heap = self._job_heap
-        while heap and heap[0][0] <= now and epoch == self.epoch:
-            sub = heapq.heappop(heap)[2]
+        lane = self._job_lane
+        while epoch == self.epoch:
+            # The earlier of the two heads; on a tie the lane's (armed first).
+            if lane and lane[0].deadline <= now and (
+                    not heap or lane[0].deadline <= heap[0][0]):
+                sub = lane.popleft()
+            elif heap and heap[0][0] <= now:
+                sub = heapq.heappop(heap)[2]
+            else:
+                break
             if not sub.done:
                 self._job_timed_out(sub)  # _finish_sub counts it out of _live_deadlines
         if not self.closed:
@@ -837,9 +877,11 @@ class Session:
         sub.done = True
         if sub.deadline:
             self._live_deadlines -= 1
-            if len(self._job_heap) > 2 * self._live_deadlines + _HEAP_SLACK:
+            if len(self._job_heap) + len(self._job_lane) > \
+                    2 * self._live_deadlines + _HEAP_SLACK:
                 self._job_heap = [e for e in self._job_heap if not e[2].done]
                 heapq.heapify(self._job_heap)
+                self._job_lane = collections.deque(e for e in self._job_lane if not e.done)
         cb = sub.cb
         if cb is not None:
             # What the finished job held goes now, not when its deadline passes.
@@ -854,7 +896,7 @@ class Session:
             self._pop(CMD.JOB_CREATED)
             return
         # Handles stay bytes inside: the key of _active, never decoded per event.
-        handle = unpack(pkt.arg[0], pkt.len[0])
+        handle = unpack(self._pkt_arg[0], self._pkt_len[0])
         if entry.kind == K_SUBMIT_BG:
             if entry.cb is not None:
                 name = handle.decode("utf-8", "surrogateescape")
@@ -927,7 +969,8 @@ class Session:
         self._finish_sub(sub, result, err)
 
     def _on_work_complete(self, pkt: Any) -> None:
-        handle = unpack(pkt.arg[0], pkt.len[0])
+        arg, lens = self._pkt_arg, self._pkt_len
+        handle = unpack(arg[0], lens[0])
         active = self._active
         sub = active.get(handle)
         # One submission on the handle: the fast path. (Not Attached rather
@@ -936,7 +979,7 @@ class Session:
             del active[handle]
             if not sub.done:
                 self.active_count -= 1
-                self._finish_sub(sub, unpack(pkt.arg[1], pkt.len[1]), None)
+                self._finish_sub(sub, unpack(arg[1], lens[1]), None)
             return
         self._terminal(pkt, unpack(pkt.arg[1], pkt.len[1]), None)
 
@@ -1136,14 +1179,28 @@ class Session:
         if self.grab_cap is not None:
             self.grab_cap.share()  # one cap over a pool's connections decides who grabs
             return
-        cmd = CMD.GRAB_JOB_UNIQ if self.grab_unique else CMD.GRAB_JOB
-        sent = False
-        while self._grabs_out < self._grab_limit():
+        cmd = _GRAB_UNIQ if self.grab_unique else _GRAB
+        # _grab_limit and _pack, inlined: a sync worker comes here after
+        # every job (issue 17). Same packets, same FIFO entries.
+        limit = 1 if self._concurrency is None else self._concurrency - self._in_flight
+        if self._grabs_out >= limit:
+            return
+        c = self.c
+        pending = self._pending
+        while self._grabs_out < limit:
+            rc = pack4(c, cmd, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0)
+            if rc != 0:
+                _codec.ensure(rc)  # raises: no FIFO entry without its request
+            self._unsent += 12
+            if self._marks is not None:
+                self._out_total += 12  # _mark: a GRAB is never re-routable (rule 6)
             self._grabs_out += 1
-            self._pack(cmd, (), _MANAGED_GRAB)
-            sent = True
-        if sent:
-            self._flush_soon()
+            if not pending and self.command_timeout:
+                self._start_command_clock()
+            pending.append(_MANAGED_GRAB)
+        if not self.flush_asked:
+            self.flush_asked = True
+            self._driver.flush_soon()
 
     def _go_to_sleep(self) -> None:
         self._sleeping = True
@@ -1200,12 +1257,16 @@ class Session:
         self._assigned(pkt, CMD.JOB_ASSIGN_ALL, _text(pkt, 2), 4)
 
     def _assigned(self, pkt: Any, cmd: int, unique: str, workload_arg: int) -> None:
-        entry = self._pop(cmd)
-        if entry is None:
+        pending = self._pending
+        if pending and pending[0].kind in _ASSIGN_ANSWERS:  # _pop, inlined
+            entry = pending.popleft()
+        else:
+            self._pop(cmd)
             return
-        handle = unpack(pkt.arg[0], pkt.len[0])
-        function = unpack(pkt.arg[1], pkt.len[1])
-        workload = unpack(pkt.arg[workload_arg], pkt.len[workload_arg])
+        arg, lens = self._pkt_arg, self._pkt_len
+        handle = unpack(arg[0], lens[0])
+        function = unpack(arg[1], lens[1])
+        workload = unpack(arg[workload_arg], lens[workload_arg])
         if entry.kind == K_GRAB:  # grab_job(): the user runs it
             if entry.cb is not None:
                 self._call(entry.cb, self._make_job(self, handle, function, unique, workload,
@@ -1268,14 +1329,22 @@ class Session:
                     job.fail()
                     return
             handle = job._handle
-            if len(handle) + len(data) + 1 > _codec.MAX_PACKET:
-                log.error("gearman_ev: result of %r too large (%d bytes)", job.function,
-                          len(data))
+            lh, ld = len(handle), len(data)
+            if lh + ld + 1 > _MAX_PACKET:
+                log.error("gearman_ev: result of %r too large (%d bytes)", job.function, ld)
                 job.fail()
                 return
             job.finished = True
-            self._pack(CMD.WORK_COMPLETE, (handle, data), None)
-            self._flush_soon()
+            # _pack, inlined (as send3 does for submissions): no args tuple.
+            rc = pack4(self.c, _WORK_COMPLETE, 2, handle, lh, data, ld, NULL, 0, NULL, 0)
+            if rc != 0:
+                _codec.ensure(rc)
+            self._unsent += 13 + lh + ld
+            if self._marks is not None:
+                self._out_total += 13 + lh + ld  # _mark: no entry, never re-routed (rule 6)
+            if not self.flush_asked:
+                self.flush_asked = True
+                self._driver.flush_soon()
             if job._counted:
                 self.job_done(True)  # an async job's slot is free
             return
@@ -1393,6 +1462,7 @@ class Session:
         if moved:
             self._job_heap = [t for t in self._job_heap if id(t[2]) not in moved]
             heapq.heapify(self._job_heap)
+            self._job_lane = collections.deque(e for e in self._job_lane if id(e) not in moved)
             self._live_deadlines -= len(moved)
         return items
 

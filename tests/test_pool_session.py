@@ -194,7 +194,7 @@ def test_a_moved_job_keeps_its_deadline_on_the_new_server():
     farm.tick(0.2)
     b.on_deadline()
     assert farm.log == [("timed", None, errors.JOB_TIMEOUT)]
-    assert a._live_deadlines == 0 and not a._job_heap  # it left A's timer for good
+    assert a._live_deadlines == 0 and not a._job_heap and not a._job_lane  # left A's timer
 
 
 def test_a_timed_out_unsent_job_is_not_moved():

@@ -326,4 +326,29 @@ def test_deadline_heap_stays_bounded_when_jobs_time_out():
         s.on_deadline()
         assert all(x.done for x in subs)
         assert s._live_deadlines == 0
-    assert len(s._job_heap) == 0
+    assert len(s._job_heap) == 0 and len(s._job_lane) == 0
+
+
+def test_job_timeouts_fire_in_deadline_order_then_in_the_order_armed():
+    # Deadlines live in a lane (each no earlier than the last) and a heap
+    # (the earlier ones): together they time out as one ordered queue, equal
+    # deadlines in the order they were set.
+    s, driver, log = new_session()
+    fired = []
+    plan = [("a", 5.0), ("b", 3.0), ("c", 5.0), ("d", 1.0), ("e", 3.0), ("f", 7.0), ("g", 1.0),
+            ("i", 5.0)]  # due with a and c, armed after them
+    for name, timeout in plan:
+        x = Submission(lambda r, e, name=name: fired.append((name, e)), None, None, None, None,
+                       False)
+        s.send3(CMD.SUBMIT_JOB, b"f", b"", name.encode(), x)
+        s.set_job_deadline(x, timeout)
+    driver.clock += 1.0
+    driver.clock += 0.5  # a later job: armed after the others, a later deadline
+    late = Submission(lambda r, e: fired.append(("h", e)), None, None, None, None, False)
+    s.send3(CMD.SUBMIT_JOB, b"f", b"", b"h", late)
+    s.set_job_deadline(late, 1.5)  # due at 3.0, with b and e
+    driver.clock += 10.0
+    s.on_deadline()
+    assert [n for n, _ in fired] == ["d", "g", "b", "e", "h", "a", "c", "i", "f"]
+    assert all(e == errors.JOB_TIMEOUT for _, e in fired)
+    assert s._live_deadlines == 0
