@@ -151,9 +151,10 @@ class ReplyEntry(Entry):
 
     settle = _settle
 
-    @property
-    def cb(self) -> Callable[[Any, Optional[str]], None]:  # type: ignore[override]
-        return self.settle
+    def _ignore(self, value: Any) -> None:
+        pass  # the ``cb = None`` of a request failed away from its session (fail_detached)
+
+    cb = property(lambda self: self.settle, _ignore)
 
 
 class JobReply(Submission):
