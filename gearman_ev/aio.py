@@ -1,4 +1,5 @@
-"""gearman_ev on asyncio: ``AsyncGearman``, ``JobRun`` and ``JobEvent``.
+"""gearman_ev on asyncio: ``AsyncGearman``, ``AsyncGearmanPool``, ``JobRun``
+and ``JobEvent``.
 
 One Gearman connection (client, worker and admin) on any asyncio loop,
 uvloop included, with the same protocol core as ``gearman_ev.Gearman``: the
@@ -32,6 +33,10 @@ What stays true:
   functions are raised out of the loop (``asyncio.run`` sees them, as for any
   asyncio callback) only after every reply already received was matched to
   its request.
+
+``AsyncGearmanPool`` is ``GearmanPool`` (API.md 11) on these connections:
+one ``AsyncGearman`` per server and ``_routing.Router`` over their sessions,
+with the loop's clock, one ``call_at`` timer and a guard for user code.
 
 For front-ends built on this module (a pool of connections): ``AsyncioDriver``
 runs one session on an asyncio transport; ``ReplyEntry``, ``JobReply`` and
