@@ -1519,6 +1519,10 @@ class AsyncGearmanPool:
     server that drops raises ``ConnectionLost("disconnected")`` (it may
     have run: it is never resubmitted).
 
+    ``grab_job``, ``all_yours`` and ``shutdown_server`` concern one
+    server: call them on ``pool.servers[i]``, which may also be used alone
+    as any ``AsyncGearman`` (its submissions fail over like the pool's).
+
     Raises:
         RuntimeError: no running event loop.
         TypeError, ValueError: bad servers or options (before any I/O).
@@ -2087,6 +2091,8 @@ class AsyncGearmanPool:
             ConnectionLost: every server's connection ended for good
                 (``close()``, or no reconnect left on any).
             RuntimeError: ``work()`` is already running on this pool.
+            GearmanError: ``"not connected"`` (at the call) on a pool
+                that was closed.
         """
         limit = _args.concurrency(concurrency)
         if limit is None:
