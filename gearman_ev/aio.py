@@ -1,4 +1,5 @@
-"""gearman_ev on asyncio: ``AsyncGearman``, ``JobRun`` and ``JobEvent``.
+"""gearman_ev on asyncio: ``AsyncGearman``, ``AsyncGearmanPool``, ``JobRun``
+and ``JobEvent``.
 
 One Gearman connection (client, worker and admin) on any asyncio loop,
 uvloop included, with the same protocol core as ``gearman_ev.Gearman``: the
@@ -33,6 +34,10 @@ What stays true:
   asyncio callback) only after every reply already received was matched to
   its request.
 
+``AsyncGearmanPool`` is ``GearmanPool`` (API.md 11) on these connections:
+one ``AsyncGearman`` per server and ``_routing.Router`` over their sessions,
+with the loop's clock, one ``call_at`` timer and a guard for user code.
+
 For front-ends built on this module (a pool of connections): ``AsyncioDriver``
 runs one session on an asyncio transport; ``ReplyEntry``, ``JobReply`` and
 ``Reply`` turn a session request's callback into something ``_reply`` can
@@ -51,17 +56,18 @@ import ssl as _ssl
 import threading
 import weakref
 from typing import (Any, AsyncIterator, Awaitable, Callable, Coroutine, Dict, Generator, List,
-                    NamedTuple, Optional, Tuple, Union)
+                    NamedTuple, Optional, Sequence, Tuple, Union)
 
 from . import _args, _session, errors
 from ._codec import CMD as _CMD
 from ._codec import MAX_PACKET
 from ._job import Job
 from ._libev import apply_keepalive
+from ._routing import FirstKnown, Gather, GrabCap, Router, parse_servers
 from ._session import (CONNECTED, CONNECTING, DISCONNECTED, K_ECHO, K_STATUS, K_STATUS_UNIQUE,
                        K_SUBMIT_BG, STATE_NAMES, Ability, Entry, Session, Submission)
 
-__all__ = ["AsyncGearman", "JobRun", "JobEvent"]
+__all__ = ["AsyncGearman", "AsyncGearmanPool", "JobRun", "JobEvent"]
 
 log = logging.getLogger("gearman_ev")
 
@@ -75,6 +81,9 @@ _UNIX_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux, as the libev 
 CLOSE_GRACE = 5.0
 _get_ident = threading.get_ident
 CMD: Any = _CMD  # packet numbers, set from the C header at import
+#: What a reply asks for a flush behind the task it wakes: a connection's
+#: driver, or a pool's (``_PoolFlush``).
+_Flusher = Union["AsyncioDriver", "_PoolFlush"]
 _PRIORITIES = {"high": CMD.SUBMIT_JOB_HIGH, "normal": CMD.SUBMIT_JOB, "low": CMD.SUBMIT_JOB_LOW}
 
 
@@ -106,7 +115,7 @@ class Reply:
 
     __slots__ = ("result", "err", "fut", "driver")
     result: Any
-    driver: AsyncioDriver
+    driver: _Flusher
     exc_data: Optional[bytes] = None
 
     def __init__(self) -> None:
@@ -137,7 +146,7 @@ class ReplyEntry(Entry):
 
     __slots__ = ("result", "err", "fut", "driver")
     result: Any
-    driver: AsyncioDriver
+    driver: _Flusher
     exc_data: Optional[bytes] = None
 
     def __init__(self, kind: int) -> None:  # Entry.__init__ not called: no cb slot to set
@@ -147,9 +156,10 @@ class ReplyEntry(Entry):
 
     settle = _settle
 
-    @property
-    def cb(self) -> Callable[[Any, Optional[str]], None]:  # type: ignore[override]
-        return self.settle
+    def _ignore(self, value: Any) -> None:
+        pass  # the ``cb = None`` of a request failed away from its session (fail_detached)
+
+    cb = property(lambda self: self.settle, _ignore)
 
 
 class JobReply(Submission):
@@ -160,7 +170,7 @@ class JobReply(Submission):
 
     __slots__ = ("result", "err", "fut", "driver", "exc_data", "user_on_exception")
     result: Any
-    driver: AsyncioDriver
+    driver: _Flusher
 
     def __init__(self, on_data: Handler, on_warning: Handler, on_status: Handler,
                  on_exception: Handler, shared: bool) -> None:
@@ -184,7 +194,8 @@ class JobReply(Submission):
     on_exception = property(lambda self: self.exception_event, _ignore)
 
 
-async def _reply(reply: Union[Reply, ReplyEntry, JobReply], owner: AsyncGearman) -> Any:
+async def _reply(reply: Union[Reply, ReplyEntry, JobReply],
+                 owner: Union[AsyncGearman, AsyncGearmanPool]) -> Any:
     """The coroutine a request method returns: the reply's result, or its
     err's exception. Cancelled while it waits, it leaves the request in
     place: the reply, when it comes, is consumed and dropped. ``owner`` is
@@ -445,6 +456,14 @@ class AsyncioDriver:
     def flush_soon(self) -> None:
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
+
+    def flush_pending(self) -> None:
+        """Flush now if a flush is scheduled: a pool's flush, behind the
+        tasks its replies woke, sends what they queued on any server."""
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()
+            self._flush()
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -942,13 +961,18 @@ class AsyncGearman:
         at most ``CLOSE_GRACE`` seconds). A closed object may ``connect()``
         again. Closing twice is harmless.
         """
+        self._shut()
+        await self._driver.wait_closed()
+
+    def _shut(self) -> None:
+        """``close()``'s synchronous part: the session ends, waiters fail,
+        jobs in flight are cancelled (a pool shuts every server at once)."""
         s = self._check()
         s.work_stop()
         s.disconnect()
         self._fail_waiters()
         for task in list(self._jobs):
             task.cancel()
-        await self._driver.wait_closed()
 
     @property
     def is_connected(self) -> bool:
@@ -1322,6 +1346,11 @@ class AsyncGearman:
         limit = _args.concurrency(concurrency)
         if limit is None:
             raise TypeError("concurrency must be an int >= 1")
+        await self._work_until(self._work_begin(limit))
+
+    def _work_begin(self, limit: int) -> asyncio.Future[Optional[str]]:
+        """``work()``'s start, synchronous (a pool starts every server's at
+        once): the managed grab loop runs; the future is set when it ends."""
         s = self._check()
         if self._work_done is not None:
             raise RuntimeError("work() is already running on this object")
@@ -1330,6 +1359,11 @@ class AsyncGearman:
         self._work_gen += 1
         self._barrier_passed = False
         s.work(None, limit, False)
+        return done
+
+    async def _work_until(self, done: asyncio.Future[Optional[str]]) -> None:
+        """``work()``'s end: until ``done``, then raise what ended it."""
+        s = self._session
         try:
             err = await done
         except asyncio.CancelledError:
@@ -1416,3 +1450,692 @@ class AsyncGearman:
         self._jobs.pop(task, None)
         if not self._jobs:
             self._work_maybe_done()
+
+
+# ===== AsyncGearmanPool: many servers (API.md 11) =====
+
+class _PoolFlush:
+    """The pool's stand-in for a driver where replies and job runs ask for
+    a flush behind the tasks they wake (see ``_settle``): the task may send
+    its next request to any server, so every server's scheduled flush is
+    run then. Each driver still flushes only when its transport is not
+    paused for writing, which keeps rule 6 byte-exact."""
+
+    __slots__ = ("_loop", "_drivers", "_handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, drivers: List[AsyncioDriver]) -> None:
+        self._loop = loop
+        self._drivers = drivers
+        self._handle: Optional[asyncio.Handle] = None
+
+    def flush_soon(self) -> None:
+        if self._handle is None:
+            self._handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._handle = None
+        for d in self._drivers:
+            d.flush_pending()
+
+
+def _holder(sessions: List[Session], sub: Submission) -> int:
+    """The server whose session holds ``sub`` under its handle (a handle
+    names a job on one server only; another may hand out the same one)."""
+    handle = sub.handle
+    for i, s in enumerate(sessions):
+        item = s._active.get(handle)  # type: ignore[arg-type]
+        if item is sub or (type(item) is _session.Attached and sub in item.subs):
+            return i
+    return -1
+
+
+class AsyncGearmanPool:
+    """Several Gearman job servers as one client, worker and admin, on
+    asyncio (API.md 11): the coroutine methods of ``AsyncGearman`` over one
+    ``AsyncGearman`` per server (``pool.servers``).
+
+    Must be created inside a running loop. Routing, failover, waiting for a
+    server and the worker's one cap are ``GearmanPool``'s (the same
+    ``_routing.Router`` over the connections' sessions)::
+
+        async with AsyncGearmanPool(["10.0.0.1:4730", "10.0.0.2"]) as pool:
+            result = await pool.submit_job("resize", image)              # round-robin
+            result = await pool.submit_job("resize", image, unique=key)  # the key's server
+
+    Args:
+        servers: a list or tuple of server specs: ``"host:port"``,
+            ``"host"`` (port 4730), ``"[v6addr]:port"``, ``"unix:/path"`` or
+            ``(host, port)``. Each gets one connection.
+        reconnect: as ``AsyncGearman``'s, but on by default: a server that
+            drops or refuses is tried again every ``reconnect_delay`` seconds.
+        connect_timeout: as ``AsyncGearman``'s, and also how long a request
+            waits when no server is up; then it raises
+            ``ConnectionLost("no server available")`` (0: it waits as long
+            as it takes).
+
+    The other keyword arguments (``ssl``, ``server_hostname``,
+    ``keepalive``, ``command_timeout``, ``reconnect_delay``,
+    ``max_reconnect_attempts``, ``exceptions``, ``client_id``,
+    ``grab_unique``, ``high_water``, ``on_error``, ``on_connect``,
+    ``on_disconnect``) are ``AsyncGearman``'s, applied to each connection;
+    the callbacks fire for each server.
+
+    A request that no server wrote when its server dropped is sent to
+    another (``rerouted_count``); a foreground job already created on a
+    server that drops raises ``ConnectionLost("disconnected")`` (it may
+    have run: it is never resubmitted).
+
+    ``grab_job``, ``all_yours`` and ``shutdown_server`` concern one
+    server: call them on ``pool.servers[i]``, which may also be used alone
+    as any ``AsyncGearman`` (its submissions fail over like the pool's).
+
+    Raises:
+        RuntimeError: no running event loop.
+        TypeError, ValueError: bad servers or options (before any I/O).
+    """
+
+    def __init__(self, servers: Sequence[Union[str, Tuple[str, int]]], *,
+                 ssl: Union[None, bool, _ssl.SSLContext] = None,
+                 server_hostname: Optional[str] = None, keepalive: float = 0,
+                 connect_timeout: float = 0, command_timeout: float = 0,
+                 reconnect: bool = True, reconnect_delay: float = 1.0,
+                 max_reconnect_attempts: int = 0, exceptions: bool = False,
+                 client_id: Optional[Name] = None, grab_unique: bool = False,
+                 high_water: int = 64 * 1024 * 1024, on_error: Handler = None,
+                 on_connect: Handler = None, on_disconnect: Handler = None) -> None:
+        self._router: Optional[Router] = None  # until set-up is complete, __del__ has nothing to do
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("AsyncGearmanPool must be created inside a running asyncio "
+                               "loop (in a coroutine)") from None
+        specs = parse_servers(servers)
+        if ssl is not None and ssl is not False and \
+                any(spec.address[0] == "unix" for spec in specs):
+            raise ValueError("ssl is for TCP connections, not a Unix socket")
+        # Unconfigured first: the options are checked by the first one, and
+        # nothing connects before every connection has joined the router.
+        conns = tuple(
+            AsyncGearman(ssl=ssl, server_hostname=server_hostname, keepalive=keepalive,
+                         connect_timeout=connect_timeout, command_timeout=command_timeout,
+                         reconnect=reconnect, reconnect_delay=reconnect_delay,
+                         max_reconnect_attempts=max_reconnect_attempts, exceptions=exceptions,
+                         client_id=client_id, grab_unique=grab_unique, high_water=high_water,
+                         on_error=on_error, on_connect=on_connect, on_disconnect=on_disconnect)
+            for _ in specs)
+        self._loop = loop
+        self._thread = _get_ident()
+        self._servers = conns
+        self._specs = specs
+        self._driver = _PoolFlush(loop, [g._driver for g in conns])
+        first = conns[0]._driver
+
+        def call(func: Callable[..., Any], *args: Any) -> Any:
+            try:
+                return func(*args)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                first.park(exc)  # raised from the loop, after this event is handled
+            except BaseException:  # noqa: BLE001 - a user callback must not break us
+                log.exception("gearman_ev: exception in callback %r", func)
+            return None
+        self._call = call
+        # The router's one timer; it holds the router weakly, so a dropped
+        # pool is freed at once.
+        timer: List[Optional[asyncio.TimerHandle]] = [None]
+        self._timer = timer
+        router_ref: Callable[[], Optional[Router]] = lambda: None
+
+        def fire() -> None:
+            timer[0] = None
+            r = router_ref()
+            if r is not None:
+                r.on_deadline()
+
+        def set_deadline(when: float) -> None:
+            if timer[0] is not None:
+                timer[0].cancel()
+                timer[0] = None
+            if when:
+                timer[0] = loop.call_at(when, fire)
+
+        router = Router([s.name for s in specs], [g._session for g in conns],
+                        wait_timeout=conns[0].connect_timeout, now=loop.time,
+                        set_deadline=set_deadline, call=call)
+        router_ref = weakref.ref(router)
+        self._router = router
+        self._working = False
+        for g, spec in zip(conns, specs):
+            if spec.address[0] == "unix":
+                g.connect_unix(spec.address[1])
+            else:
+                g.connect(spec.address[1], spec.address[2])
+
+    # ===== Lifecycle =====
+
+    async def __aenter__(self) -> AsyncGearmanPool:
+        try:
+            await self.wait_connected()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __del__(self) -> None:
+        router = getattr(self, "_router", None)
+        if router is None or self._servers[0]._session._fork_gen != _session._fork_gen:
+            return  # not set up; or inherited across fork: the parent's, not to touch
+        try:
+            handle = self._timer[0]
+            if handle is not None:
+                handle.cancel()
+            router.close()  # what waited for a server gets "disconnected"
+        except Exception:  # noqa: BLE001 - nothing may escape a finalizer (loop closed)
+            pass
+
+    def __repr__(self) -> str:
+        up = sum(1 for s in self._r.sessions if s.state == CONNECTED)
+        return f"<AsyncGearmanPool {len(self._servers)} servers, {up} connected>"
+
+    @property
+    def _r(self) -> Router:
+        r = self._router
+        assert r is not None
+        return r
+
+    def _check(self) -> Router:
+        """The router, if this thread and process may use the pool now."""
+        if self._servers[0]._session._fork_gen != _session._fork_gen:
+            raise errors.GearmanError(errors.USED_AFTER_FORK)
+        if _get_ident() != self._thread:
+            raise errors.GearmanError(errors.WRONG_THREAD)
+        return self._r
+
+    async def wait_connected(self, timeout: Optional[float] = None) -> None:
+        """Wait until any one server is connected (at once if one is): the
+        pool can take requests then; each keyed request still goes to its
+        key's server. (To wait for every server, gather the servers'
+        own: ``await asyncio.gather(*(g.wait_connected() for g in
+        pool.servers))``.)
+
+        Args:
+            timeout: seconds, or None to wait as long as the pool's
+                ``connect_timeout`` allows (no limit if it is 0).
+        Raises:
+            ConnectionLost: ``"no server available"`` when no server came
+                up within ``connect_timeout``; ``"disconnected"`` when no
+                server is connecting or will reconnect, or on ``close()``.
+            asyncio.TimeoutError: ``timeout`` passed.
+        """
+        if timeout is not None:
+            timeout = _args.seconds("timeout", timeout)
+        router = self._check()
+        fut: asyncio.Future[Optional[str]] = self._loop.create_future()
+
+        def go() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        def fail(err: str) -> None:
+            if not fut.done():
+                fut.set_result(err)
+        try:
+            router.when_up(go, fail)
+        except errors.GearmanError:
+            raise errors.ConnectionLost(errors.DISCONNECTED) from None
+        err = await (fut if timeout is None else asyncio.wait_for(fut, timeout))
+        if err is not None:
+            raise errors.exception_for(err)
+
+    async def close(self) -> None:
+        """Close every connection and wait until the sockets are closed.
+
+        Every request still awaiting its reply raises ``ConnectionLost``
+        (once), requests waiting for a server too, as do
+        ``wait_connected()`` and ``work()``; jobs this worker was running
+        are cancelled. Requests after this raise ``GearmanError("not
+        connected")``. Closing twice is harmless.
+        """
+        router = self._check()
+        router.closing = True  # what a closing server never wrote fails here, not elsewhere
+        try:
+            for g in self._servers:
+                g._shut()
+            router.fail_parked(errors.DISCONNECTED)
+        finally:
+            router.closing = False
+        await asyncio.gather(*(g._driver.wait_closed() for g in self._servers))
+
+    # ===== Introspection =====
+
+    @property
+    def servers(self) -> Tuple[AsyncGearman, ...]:
+        """The connections, one ``AsyncGearman`` per server, in the given order."""
+        return self._servers
+
+    @property
+    def server_names(self) -> Tuple[str, ...]:
+        """Each server's canonical spec (``"host:port"``, ``"[v6]:port"``,
+        ``"unix:/path"``), in the given order: the keys of admin replies."""
+        return tuple(s.name for s in self._specs)
+
+    @property
+    def is_connected(self) -> bool:
+        """True while any server is connected."""
+        return any(s.state == CONNECTED for s in self._r.sessions)
+
+    @property
+    def pending_count(self) -> int:
+        """Requests sent and awaiting their reply, over every server."""
+        return sum(g.pending_count for g in self._servers)
+
+    @property
+    def active_count(self) -> int:
+        """Foreground jobs created and not yet finished, over every server."""
+        return sum(g.active_count for g in self._servers)
+
+    @property
+    def waiting_count(self) -> int:
+        """Requests held until a server is up, the pool's own and each
+        connection's."""
+        return self._r.parked_count + sum(g.waiting_count for g in self._servers)
+
+    @property
+    def rerouted_count(self) -> int:
+        """Requests a dropped server handed back unwritten, routed again."""
+        return self._r.rerouted
+
+    @property
+    def jobs_running(self) -> int:
+        """Jobs of ``async def`` worker functions running now, over every server."""
+        return sum(g.jobs_running for g in self._servers)
+
+    # ===== Client (API.md 5 and 11, routed) =====
+
+    def echo(self, data: Payload) -> Coroutine[Any, Any, bytes]:
+        """ECHO_REQ to the next connected server; returns the echoed bytes.
+
+        Raises (when awaited): ConnectionLost (``"no server available"``
+        when none came up within ``connect_timeout``).
+        """
+        payload = _args.payload(data)
+        _args.check_size(payload)
+        reply = ReplyEntry(K_ECHO)
+        self._check().dispatch(CMD.ECHO_REQ, (payload,), reply, None)
+        return _reply(reply, self)
+
+    def _send_fg(self, cmd: int, func: Name, workload: Payload, timeout: Optional[float],
+                 sub: Submission, ukey: bytes) -> None:
+        """Check the rest of a foreground submission's arguments; route it."""
+        fname = _args.function(func)
+        load = _args.payload(workload, "workload")
+        seconds = _args.timeout(timeout) if timeout is not None else 0.0
+        if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
+            _args.check_size(fname, ukey, load)  # raises the ValueError
+        router = self._check()
+        i = router.pick(ukey or None)
+        if i < 0:
+            router.dispatch(cmd, (fname, ukey, load), sub, ukey or None, seconds)
+            return
+        s = router.sessions[i]  # the hot path: straight to the session, no tuple
+        s.send3(cmd, fname, ukey, load, sub)
+        if seconds:
+            s.set_job_deadline(sub, seconds)
+
+    def _submit_fg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
+                   timeout: Optional[float], on_data: Handler, on_warning: Handler,
+                   on_status: Handler, on_exception: Handler) -> Coroutine[Any, Any, bytes]:
+        if on_data is not None or on_warning is not None or on_status is not None \
+                or on_exception is not None:
+            _args.callback(on_data, "on_data")
+            _args.callback(on_warning, "on_warning")
+            _args.callback(on_status, "on_status")
+            _args.callback(on_exception, "on_exception")
+        ukey = _args.unique(unique)
+        reply = JobReply(on_data, on_warning, on_status, on_exception, bool(ukey))
+        self._send_fg(cmd, func, workload, timeout, reply, ukey)
+        return _reply(reply, self)
+
+    def submit_job(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
+                   timeout: Optional[float] = None, on_data: Handler = None,
+                   on_warning: Handler = None, on_status: Handler = None,
+                   on_exception: Handler = None) -> Coroutine[Any, Any, bytes]:
+        """A foreground job on the server routing picks (``unique``: the
+        key's server; else the next connected one); the coroutine returns
+        the result bytes. Arguments as ``AsyncGearman.submit_job``.
+
+        Raises (when awaited): JobFailed, JobException, JobTimeout,
+            CommandTimeout, ServerError; ConnectionLost with
+            ``"no server available"`` (no server came up within
+            ``connect_timeout``) or ``"disconnected"`` (its server dropped
+            after the job was handed to it: it may have run).
+        Raises (at the call): TypeError / ValueError for bad arguments;
+            GearmanError("not connected") once no server ever will be.
+        """
+        return self._submit_fg(CMD.SUBMIT_JOB, func, workload, unique, timeout, on_data,
+                               on_warning, on_status, on_exception)
+
+    def submit_job_high(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
+                        timeout: Optional[float] = None, on_data: Handler = None,
+                        on_warning: Handler = None, on_status: Handler = None,
+                        on_exception: Handler = None) -> Coroutine[Any, Any, bytes]:
+        """``submit_job`` at high priority."""
+        return self._submit_fg(CMD.SUBMIT_JOB_HIGH, func, workload, unique, timeout, on_data,
+                               on_warning, on_status, on_exception)
+
+    def submit_job_low(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
+                       timeout: Optional[float] = None, on_data: Handler = None,
+                       on_warning: Handler = None, on_status: Handler = None,
+                       on_exception: Handler = None) -> Coroutine[Any, Any, bytes]:
+        """``submit_job`` at low priority."""
+        return self._submit_fg(CMD.SUBMIT_JOB_LOW, func, workload, unique, timeout, on_data,
+                               on_warning, on_status, on_exception)
+
+    def submit(self, func: Name, workload: Payload, *, priority: str = "normal",
+               unique: Optional[Name] = None, timeout: Optional[float] = None) -> JobRun:
+        """A foreground job, routed as ``submit_job``, as a ``JobRun``
+        (see ``AsyncGearman.submit``). Once created, ``pool.get_status(run.handle)``
+        asks the server that holds it.
+
+        Raises: TypeError / ValueError for bad arguments; GearmanError("not
+            connected") once no server ever will be.
+        """
+        cmd = _PRIORITIES.get(priority) if isinstance(priority, str) else None
+        if cmd is None:
+            if not isinstance(priority, str):
+                raise TypeError("priority must be 'high', 'normal' or 'low'")
+            raise ValueError(f"priority must be 'high', 'normal' or 'low', not {priority!r}")
+        ukey = _args.unique(unique)
+        run = JobRun(self._loop, self)
+        sub = run.submission(bool(ukey))
+        router = self._r
+        sessions = router.sessions
+
+        def created(handle: str) -> None:
+            i = _holder(sessions, sub)  # the server that created it (state is set: rule 2)
+            if i >= 0:
+                router.remember(handle, i)
+            run._created(handle)
+
+        def finish(result: Optional[bytes], err: Optional[str]) -> None:
+            if run.handle is not None:
+                router.forget(run.handle)
+            run._finish(result, err)
+        sub.cb = finish
+        sub.on_created = created
+        self._send_fg(cmd, func, workload, timeout, sub, ukey)
+        return run
+
+    def _submit_bg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
+                   epoch: Optional[bytes] = None) -> Coroutine[Any, Any, str]:
+        fname = _args.function(func)
+        ukey = _args.unique(unique)
+        load = _args.payload(workload, "workload")
+        args: Tuple[Any, ...]
+        if epoch is None:
+            if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
+                _args.check_size(fname, ukey, load)  # raises the ValueError
+            args = (fname, ukey, load)
+        else:
+            args = (fname, ukey, epoch, load)
+            _args.check_size(*args)
+        router = self._check()
+        # The server that creates the handle notes it with the router
+        # (Router.created), for get_status.
+        reply = ReplyEntry(K_SUBMIT_BG)
+        i = router.pick(ukey or None)
+        if i < 0 or epoch is not None:
+            router.dispatch(cmd, args, reply, ukey or None)
+        else:
+            router.sessions[i].send3(cmd, fname, ukey, load, reply)  # the hot path
+        return _reply(reply, self)
+
+    def submit_job_bg(self, func: Name, workload: Payload, *,
+                      unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
+        """A background job on the server routing picks; the coroutine
+        returns its handle (str). The pool remembers which server holds it,
+        for ``get_status``.
+
+        Raises (when awaited): ConnectionLost, ServerError.
+        """
+        return self._submit_bg(CMD.SUBMIT_JOB_BG, func, workload, unique)
+
+    def submit_job_high_bg(self, func: Name, workload: Payload, *,
+                           unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
+        """``submit_job_bg`` at high priority."""
+        return self._submit_bg(CMD.SUBMIT_JOB_HIGH_BG, func, workload, unique)
+
+    def submit_job_low_bg(self, func: Name, workload: Payload, *,
+                          unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
+        """``submit_job_bg`` at low priority."""
+        return self._submit_bg(CMD.SUBMIT_JOB_LOW_BG, func, workload, unique)
+
+    def submit_job_epoch(self, func: Name, workload: Payload, epoch: int, *,
+                         unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
+        """A background job run at ``epoch`` (int Unix seconds), routed as
+        ``submit_job_bg``; the coroutine returns its handle."""
+        when = _args.epoch(epoch)
+        return self._submit_bg(CMD.SUBMIT_JOB_EPOCH, func, workload, unique, when)
+
+    def get_status(self, handle: Name) -> Coroutine[Any, Any, Dict[str, Any]]:
+        """GET_STATUS: returns ``{'handle', 'known', 'running', 'numerator',
+        'denominator'}``. A handle this pool created (a background job's, a
+        ``JobRun``'s) is asked of the server that holds it; any other of
+        every connected server, and the first that knows it answers (none
+        does: the "unknown" reply).
+
+        Raises (when awaited): ConnectionLost (``"no server available"``
+        when no server came up in time; the first error when some server
+        failed and none knew the handle).
+        """
+        key = _args.handle(handle)
+        router = self._check()
+        name = key.decode("utf-8", "surrogateescape")
+        reply = Reply()
+        i = router.server_of(name)
+        if i is not None and router.sessions[i].state == CONNECTED:
+            def known(result: Any, err: Optional[str]) -> None:
+                if err is None and not result["known"]:
+                    router.forget(name)  # its job ended: the handle is free memory
+                reply(result, err)
+            router.sessions[i].send(CMD.GET_STATUS, (key,), Entry(K_STATUS, known))
+            return _reply(reply, self)
+
+        def everywhere() -> None:
+            up = [j for j, s in enumerate(router.sessions) if s.state == CONNECTED]
+            ask = FirstKnown(up, reply, self._call, lambda j: router.remember(name, j))
+            for j in up:
+                router.sessions[j].send(CMD.GET_STATUS, (key,), Entry(K_STATUS, ask.part(j)))
+
+        router.when_up(everywhere, lambda err: reply(None, err))
+        return _reply(reply, self)
+
+    def get_status_unique(self, unique: Name) -> Coroutine[Any, Any, Dict[str, Any]]:
+        """GET_STATUS_UNIQUE on the key's server (where its submissions
+        went): returns ``{'unique', 'known', 'running', 'numerator',
+        'denominator', 'client_count'}``."""
+        key = _args.unique(unique)
+        if not key:
+            raise ValueError("unique must not be empty")
+        reply = ReplyEntry(K_STATUS_UNIQUE)
+        self._check().dispatch(CMD.GET_STATUS_UNIQUE, (key,), reply, key)
+        return _reply(reply, self)
+
+    def option(self, name: Name) -> Coroutine[Any, Any, bool]:
+        """OPTION_REQ on every server: returns True once each accepted it.
+        "exceptions" is remembered by every connection and sent on each
+        connect.
+
+        Raises (when awaited): the first server's error (ServerError for a
+            refused option; ConnectionLost for a server that is down).
+        """
+        opt = _args.option_name(name)
+        router = self._check()
+        if opt.lower() == b"exceptions":
+            for s in router.sessions:
+                s.exceptions = True
+        reply = Reply()
+
+        def collapse(results: Dict[str, Any], err: Optional[str]) -> None:
+            reply(None if err else True, err)
+        self._each(lambda s, part: s.option(opt, part), collapse)
+        return _reply(reply, self)
+
+    def _each(self, send: Callable[[Session, Callable[..., Any]], None],
+              cb: Callable[[Dict[str, Any], Optional[str]], None]) -> None:
+        """One request per server, one ``cb({name: result}, first_err)``;
+        servers still making their first connect are waited for."""
+        router = self._r
+        gather = Gather(router.names, cb, self._call)
+        for i, s in enumerate(router.sessions):
+            part = gather.part(i)
+            router.to_server(i, lambda s=s, part=part: send(s, part),  # type: ignore[misc]
+                             lambda err, part=part: part(None, err))  # type: ignore[misc]
+
+    # ===== Admin (API.md 7 and 11: one reply per server) =====
+
+    def admin(self, command: Name) -> Coroutine[Any, Any, Dict[str, str]]:
+        """A text command on every server: returns ``{server_spec: text}``
+        in the given order. Servers still making their first connect are
+        waited for.
+
+        Raises (when awaited): the exception of the first server (in the
+            given order) that failed: ServerError for ``ERR ...``,
+            ConnectionLost for a server that is down. Its ``results``
+            attribute holds the dict, None for each server that failed.
+        """
+        cmd = _args.admin_command(command)
+        self._check()
+        reply = Reply()
+
+        def done(results: Dict[str, Any], err: Optional[str]) -> None:
+            reply(results, err)
+        self._each(lambda s, part: s.admin_command(cmd, part), done)
+        return self._gathered(reply)
+
+    async def _gathered(self, reply: Reply) -> Dict[str, str]:
+        try:
+            return await _reply(reply, self)  # type: ignore[no-any-return]
+        except errors.GearmanError as exc:
+            setattr(exc, "results", reply.result)  # the servers that answered
+            raise
+
+    def server_status(self) -> Coroutine[Any, Any, Dict[str, str]]:
+        """``status`` on every server: ``{spec: text}``, each text lines
+        ``FUNC\\tTOTAL\\tRUNNING\\tWORKERS``. Raises as ``admin``."""
+        return self.admin("status")
+
+    def server_workers(self) -> Coroutine[Any, Any, Dict[str, str]]:
+        """``workers`` on every server: ``{spec: text}``. Raises as ``admin``."""
+        return self.admin("workers")
+
+    def server_version(self) -> Coroutine[Any, Any, Dict[str, str]]:
+        """``version`` on every server: ``{spec: "OK 1.1.20+ds"}``. Raises as ``admin``."""
+        return self.admin("version")
+
+    def maxqueue(self, func: Name, size: int) -> Coroutine[Any, Any, Dict[str, str]]:
+        """``maxqueue FUNC SIZE`` on every server: ``{spec: "OK"}``."""
+        return self.admin(_args.maxqueue_command(func, size))
+
+    # ===== Worker (API.md 6, 10 and 11: every server) =====
+
+    def register_function(self, name: Name, func: Callable[[Job], Any], *,
+                          timeout: Optional[float] = None) -> None:
+        """Serve ``name`` with ``func(job)`` (a plain or an ``async def``
+        function, as ``AsyncGearman.register_function``) on every server;
+        re-sent to a server each time it connects."""
+        if not callable(func):
+            raise TypeError("func must be callable as func(job)")
+        _args.function(name)
+        _args.timeout(timeout)
+        self._check()
+        for g in self._servers:
+            g.register_function(name, func, timeout=timeout)
+
+    def can_do(self, name: Name, timeout: Optional[float] = None) -> None:
+        """Announce an ability on every server, without a function."""
+        _args.function(name)
+        _args.timeout(timeout)
+        self._check()
+        for g in self._servers:
+            g.can_do(name, timeout)
+
+    def cant_do(self, name: Name) -> None:
+        """Withdraw an ability on every server (CANT_DO)."""
+        _args.function(name)
+        self._check()
+        for g in self._servers:
+            g.cant_do(name)
+
+    unregister_function = cant_do
+
+    def reset_abilities(self) -> None:
+        """Withdraw every ability on every server (RESET_ABILITIES)."""
+        self._check()
+        for g in self._servers:
+            g.reset_abilities()
+
+    def set_client_id(self, client_id: Name) -> None:
+        """SET_CLIENT_ID on every server, now and on each connect."""
+        _args.name_token(client_id, "client_id")
+        self._check()
+        for g in self._servers:
+            g.set_client_id(client_id)
+
+    async def work(self, concurrency: int = 1) -> None:
+        """Grab and run jobs from every server, at most ``concurrency`` at
+        once across all of them (the free slots dealt to the servers in
+        turn), until ``work_stop()``; return once the jobs in flight have
+        finished. A server that is down does not stop the others; when it
+        comes back, the abilities are re-sent and grabbing resumes there. A
+        job whose server dropped is cancelled, as with ``AsyncGearman``.
+        Cancelling the task that awaits ``work()`` stops grabbing.
+
+        Raises:
+            ConnectionLost: every server's connection ended for good
+                (``close()``, or no reconnect left on any).
+            RuntimeError: ``work()`` is already running on this pool.
+            GearmanError: ``"not connected"`` (at the call) on a pool
+                that was closed.
+        """
+        limit = _args.concurrency(concurrency)
+        if limit is None:
+            raise TypeError("concurrency must be an int >= 1")
+        router = self._check()
+        if self._working or any(g._work_done is not None for g in self._servers):
+            raise RuntimeError("work() is already running on this pool")
+        router.check_open()
+        cap = GrabCap(router.sessions, limit)
+        cap.hold = True  # none grabs before every server's loop is on
+        for s in router.sessions:
+            s.grab_cap = cap
+        dones = [g._work_begin(limit) for g in self._servers]
+        router.hold_grabs(cap)
+        cap.share()
+        self._working = True
+        try:
+            outcomes = await asyncio.gather(
+                *(g._work_until(d) for g, d in zip(self._servers, dones)),
+                return_exceptions=True)
+        finally:
+            self._working = False
+            if router.grab_cap is cap:
+                router.hold_grabs(None)
+                for s in router.sessions:
+                    if s.grab_cap is cap:
+                        s.grab_cap = None
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if len(failures) == len(outcomes):
+            raise failures[0]
+        for o in failures:
+            if not isinstance(o, errors.ConnectionLost):
+                raise o  # a server that ended for good does not stop the others
+
+    def work_stop(self) -> None:
+        """Stop grabbing on every server: ``work()`` returns once the jobs
+        in flight finished."""
+        self._check()
+        for g in self._servers:
+            g.work_stop()
