@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 from . import _args, _session, errors, ev
 from ._codec import CMD, MAX_PACKET, NULL, read_capacity, write_capacity
 from ._job import Job
+from ._settings import ConnectionSettings
 from ._libev import LibevDriver
 from ._session import (K_ECHO, K_STATUS, K_STATUS_UNIQUE, K_SUBMIT_BG, STATE_NAMES, Ability,
                        Entry, Session, Submission)
@@ -55,7 +56,7 @@ WorkerFunction = Callable[[Job], object]
 _get_ident = threading.get_ident
 
 
-class Gearman:
+class Gearman(ConnectionSettings):
     """One connection to a Gearman job server: client, worker and admin.
 
     Args:
@@ -100,6 +101,8 @@ class Gearman:
     Every time is in seconds. Raises TypeError / ValueError for bad
     arguments, before any I/O.
     """
+
+    _driver: LibevDriver
 
     def __init__(self, host: Optional[Name] = None, port: int = 4730, *,
                  path: Optional[SocketPath] = None, loop: Optional[ev.Loop] = None,
@@ -272,11 +275,6 @@ class Gearman:
         self._check().set_reconnect(bool(enable), delay, max_attempts)
 
     @property
-    def reconnect_enabled(self) -> bool:
-        """Whether the object reconnects after a drop."""
-        return self._session.reconnect_enabled
-
-    @property
     def _session(self) -> Session:
         s = self._s
         assert s is not None
@@ -291,51 +289,6 @@ class Gearman:
     def priority(self, value: int) -> None:
         self._priority = _args.priority(value)
         self._driver.set_priority(self._priority)
-
-    @property
-    def keepalive(self) -> float:
-        """TCP keepalive idle time in seconds, 0 for off; the kernel counts
-        whole seconds, so a fraction is rounded (never down to off)."""
-        return self._driver.keepalive
-
-    @keepalive.setter
-    def keepalive(self, value: float) -> None:
-        self._driver.set_keepalive(_args.seconds("keepalive", value))
-
-    @property
-    def connect_timeout(self) -> float:
-        """Seconds a connect may take, 0 for no limit."""
-        return self._session.connect_timeout
-
-    @connect_timeout.setter
-    def connect_timeout(self, value: float) -> None:
-        self._session.connect_timeout = _args.seconds("connect_timeout", value)
-
-    @property
-    def command_timeout(self) -> float:
-        """Seconds without a byte while a request awaits its reply, 0 for off."""
-        return self._session.command_timeout
-
-    @command_timeout.setter
-    def command_timeout(self, value: float) -> None:
-        s = self._session
-        s.command_timeout = _args.seconds("command_timeout", value)
-        if not s.command_timeout:
-            s._command_at = 0.0
-
-    @property
-    def high_water(self) -> int:
-        """Unsent bytes above which new requests are refused, 0 for unbounded."""
-        return self._session.high_water
-
-    @high_water.setter
-    def high_water(self, value: int) -> None:
-        self._session.high_water = _args.count("high_water", value)
-
-    @property
-    def writable(self) -> bool:
-        """False while more than ``high_water`` bytes wait unsent."""
-        return self._session.writable
 
     def _get_cb(name: str) -> property:  # type: ignore[misc]
         def get(self: Gearman) -> Callback:

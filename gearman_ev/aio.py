@@ -62,6 +62,7 @@ from . import _args, _session, errors
 from ._codec import CMD as _CMD
 from ._codec import MAX_PACKET
 from ._job import Job
+from ._settings import ConnectionSettings
 from ._libev import apply_keepalive
 from ._routing import FirstKnown, Gather, GrabCap, Router, parse_servers
 from ._session import (CONNECTED, CONNECTING, DISCONNECTED, K_ECHO, K_STATUS, K_STATUS_UNIQUE,
@@ -711,7 +712,7 @@ class _WorkerFunction:
 
 # ===== AsyncGearman =====
 
-class AsyncGearman:
+class AsyncGearman(ConnectionSettings):
     """One connection to a Gearman job server on asyncio: client, worker, admin.
 
     Must be created inside a running loop (in a coroutine), like
@@ -755,6 +756,8 @@ class AsyncGearman:
         RuntimeError: no running event loop.
         TypeError, ValueError: a bad argument (before any I/O).
     """
+
+    _driver: AsyncioDriver
 
     def __init__(self, host: Optional[Name] = None, port: int = 4730, *, path: Any = None,
                  ssl: Union[None, bool, _ssl.SSLContext] = None,
@@ -990,55 +993,6 @@ class AsyncGearman:
         s.set_reconnect(bool(enable), delay, max_attempts)
         if s.state == DISCONNECTED:
             self._fail_waiters()  # a reconnect that was pending will not come
-
-    @property
-    def reconnect_enabled(self) -> bool:
-        """Whether the object reconnects after a drop."""
-        return self._session.reconnect_enabled
-
-    @property
-    def keepalive(self) -> float:
-        """TCP keepalive idle time in seconds; 0 turns it off."""
-        return self._driver.keepalive
-
-    @keepalive.setter
-    def keepalive(self, value: float) -> None:
-        self._driver.set_keepalive(_args.seconds("keepalive", value))
-
-    @property
-    def connect_timeout(self) -> float:
-        """Seconds a connect may take; 0 means no limit."""
-        return self._session.connect_timeout
-
-    @connect_timeout.setter
-    def connect_timeout(self, value: float) -> None:
-        self._session.connect_timeout = _args.seconds("connect_timeout", value)
-
-    @property
-    def command_timeout(self) -> float:
-        """Seconds without a byte while a request awaits its reply; 0 turns it off."""
-        return self._session.command_timeout
-
-    @command_timeout.setter
-    def command_timeout(self, value: float) -> None:
-        s = self._session
-        s.command_timeout = _args.seconds("command_timeout", value)
-        if not s.command_timeout:
-            s._command_at = 0.0
-
-    @property
-    def high_water(self) -> int:
-        """Unsent bytes above which new requests are refused; 0 means no limit."""
-        return self._session.high_water
-
-    @high_water.setter
-    def high_water(self, value: int) -> None:
-        self._session.high_water = _args.count("high_water", value)
-
-    @property
-    def writable(self) -> bool:
-        """False while more than ``high_water`` bytes wait unsent."""
-        return self._session.writable
 
     def _handler_property(name: str) -> property:  # type: ignore[misc]
         def get(self: AsyncGearman) -> Handler:
