@@ -712,7 +712,48 @@ class _WorkerFunction:
 
 # ===== AsyncGearman =====
 
-class AsyncGearman(ConnectionSettings):
+class _Priorities:
+    """The high and low priority submissions of AsyncGearman and
+    AsyncGearmanPool: each class's own ``_submit_fg`` / ``_submit_bg`` does
+    the work."""
+
+    def _submit_fg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
+                   timeout: Optional[float], on_data: Handler, on_warning: Handler,
+                   on_status: Handler, on_exception: Handler) -> Coroutine[Any, Any, bytes]:
+        raise NotImplementedError
+
+    def _submit_bg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
+                   epoch: Optional[bytes] = None) -> Coroutine[Any, Any, str]:
+        raise NotImplementedError
+
+    def submit_job_high(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
+                        timeout: Optional[float] = None, on_data: Handler = None,
+                        on_warning: Handler = None, on_status: Handler = None,
+                        on_exception: Handler = None) -> Coroutine[Any, Any, bytes]:
+        """``submit_job`` at high priority."""
+        return self._submit_fg(CMD.SUBMIT_JOB_HIGH, func, workload, unique, timeout, on_data,
+                               on_warning, on_status, on_exception)
+
+    def submit_job_low(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
+                       timeout: Optional[float] = None, on_data: Handler = None,
+                       on_warning: Handler = None, on_status: Handler = None,
+                       on_exception: Handler = None) -> Coroutine[Any, Any, bytes]:
+        """``submit_job`` at low priority."""
+        return self._submit_fg(CMD.SUBMIT_JOB_LOW, func, workload, unique, timeout, on_data,
+                               on_warning, on_status, on_exception)
+
+    def submit_job_high_bg(self, func: Name, workload: Payload, *,
+                           unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
+        """``submit_job_bg`` at high priority."""
+        return self._submit_bg(CMD.SUBMIT_JOB_HIGH_BG, func, workload, unique)
+
+    def submit_job_low_bg(self, func: Name, workload: Payload, *,
+                          unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
+        """``submit_job_bg`` at low priority."""
+        return self._submit_bg(CMD.SUBMIT_JOB_LOW_BG, func, workload, unique)
+
+
+class AsyncGearman(_Priorities, ConnectionSettings):
     """One connection to a Gearman job server on asyncio: client, worker, admin.
 
     Must be created inside a running loop (in a coroutine), like
@@ -1092,22 +1133,6 @@ class AsyncGearman(ConnectionSettings):
         return self._submit_fg(CMD.SUBMIT_JOB, func, workload, unique, timeout, on_data,
                                on_warning, on_status, on_exception)
 
-    def submit_job_high(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
-                        timeout: Optional[float] = None, on_data: Handler = None,
-                        on_warning: Handler = None, on_status: Handler = None,
-                        on_exception: Handler = None) -> Coroutine[Any, Any, bytes]:
-        """``submit_job`` at high priority."""
-        return self._submit_fg(CMD.SUBMIT_JOB_HIGH, func, workload, unique, timeout, on_data,
-                               on_warning, on_status, on_exception)
-
-    def submit_job_low(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
-                       timeout: Optional[float] = None, on_data: Handler = None,
-                       on_warning: Handler = None, on_status: Handler = None,
-                       on_exception: Handler = None) -> Coroutine[Any, Any, bytes]:
-        """``submit_job`` at low priority."""
-        return self._submit_fg(CMD.SUBMIT_JOB_LOW, func, workload, unique, timeout, on_data,
-                               on_warning, on_status, on_exception)
-
     def submit(self, func: Name, workload: Payload, *, priority: str = "normal",
                unique: Optional[Name] = None, timeout: Optional[float] = None) -> JobRun:
         """A foreground job, sent now, as a ``JobRun``: ``await run`` for the
@@ -1151,16 +1176,6 @@ class AsyncGearman(ConnectionSettings):
         """A background job: sends now; the coroutine returns its handle (str)
         once the server queued it."""
         return self._submit_bg(CMD.SUBMIT_JOB_BG, func, workload, unique)
-
-    def submit_job_high_bg(self, func: Name, workload: Payload, *,
-                           unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
-        """``submit_job_bg`` at high priority."""
-        return self._submit_bg(CMD.SUBMIT_JOB_HIGH_BG, func, workload, unique)
-
-    def submit_job_low_bg(self, func: Name, workload: Payload, *,
-                          unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
-        """``submit_job_bg`` at low priority."""
-        return self._submit_bg(CMD.SUBMIT_JOB_LOW_BG, func, workload, unique)
 
     def submit_job_epoch(self, func: Name, workload: Payload, epoch: int, *,
                          unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
@@ -1443,7 +1458,7 @@ def _holder(sessions: List[Session], sub: Submission) -> int:
     return -1
 
 
-class AsyncGearmanPool:
+class AsyncGearmanPool(_Priorities):
     """Several Gearman job servers as one client, worker and admin, on
     asyncio (API.md 11): the coroutine methods of ``AsyncGearman`` over one
     ``AsyncGearman`` per server (``pool.servers``).
@@ -1771,22 +1786,6 @@ class AsyncGearmanPool:
         return self._submit_fg(CMD.SUBMIT_JOB, func, workload, unique, timeout, on_data,
                                on_warning, on_status, on_exception)
 
-    def submit_job_high(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
-                        timeout: Optional[float] = None, on_data: Handler = None,
-                        on_warning: Handler = None, on_status: Handler = None,
-                        on_exception: Handler = None) -> Coroutine[Any, Any, bytes]:
-        """``submit_job`` at high priority."""
-        return self._submit_fg(CMD.SUBMIT_JOB_HIGH, func, workload, unique, timeout, on_data,
-                               on_warning, on_status, on_exception)
-
-    def submit_job_low(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
-                       timeout: Optional[float] = None, on_data: Handler = None,
-                       on_warning: Handler = None, on_status: Handler = None,
-                       on_exception: Handler = None) -> Coroutine[Any, Any, bytes]:
-        """``submit_job`` at low priority."""
-        return self._submit_fg(CMD.SUBMIT_JOB_LOW, func, workload, unique, timeout, on_data,
-                               on_warning, on_status, on_exception)
-
     def submit(self, func: Name, workload: Payload, *, priority: str = "normal",
                unique: Optional[Name] = None, timeout: Optional[float] = None) -> JobRun:
         """A foreground job, routed as ``submit_job``, as a ``JobRun``
@@ -1855,16 +1854,6 @@ class AsyncGearmanPool:
         Raises (when awaited): ConnectionLost, ServerError.
         """
         return self._submit_bg(CMD.SUBMIT_JOB_BG, func, workload, unique)
-
-    def submit_job_high_bg(self, func: Name, workload: Payload, *,
-                           unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
-        """``submit_job_bg`` at high priority."""
-        return self._submit_bg(CMD.SUBMIT_JOB_HIGH_BG, func, workload, unique)
-
-    def submit_job_low_bg(self, func: Name, workload: Payload, *,
-                          unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
-        """``submit_job_bg`` at low priority."""
-        return self._submit_bg(CMD.SUBMIT_JOB_LOW_BG, func, workload, unique)
 
     def submit_job_epoch(self, func: Name, workload: Payload, epoch: int, *,
                          unique: Optional[Name] = None) -> Coroutine[Any, Any, str]:
