@@ -1,0 +1,1031 @@
+"""gearman_ev.blocking: a Gearman client for threaded code (API.md 12).
+
+For programs without an event loop (WSGI apps, scripts, task runners)::
+
+    from gearman_ev.blocking import GearmanClient
+
+    with GearmanClient(["127.0.0.1:4730"]) as client:     # or "host:port"
+        client.submit_job("reverse", b"hi", timeout=5)    # -> b"ih", or raises
+        client.submit_job_bg("mail", b"...")              # -> the handle (str)
+        client.submit_jobs([("reverse", b"a"), ("reverse", b"b")])  # -> [b"a", b"b"]
+        future = client.submit_job_future("reverse", b"x")  # concurrent.futures
+
+The client runs a private libev loop in a daemon thread; its connections
+belong to that thread. Every method may be called from any thread at once:
+it hands its request to the loop's thread and blocks until the reply. A
+failure is raised as the exception of API.md 16 for its err string
+(``gearman_ev.errors``): ``JobFailed``, ``JobException`` (``.data``),
+``JobTimeout``, ``CommandTimeout``, ``ConnectionLost``, ``ServerError``, or
+a plain ``GearmanError``.
+
+Two kinds of timeout, never confused: a job's ``timeout=`` (``submit_job``,
+``submit_jobs``, ``submit_job_future``) is the job's own deadline and raises
+``JobTimeout``; the ``timeout=`` of every other call only bounds the wait and
+raises the built-in ``TimeoutError``. Either way the request stays sent (the
+protocol cannot take it back) and its late reply is dropped.
+
+What must stay true here:
+- Nothing but the loop's thread touches a connection or the loop. Other
+  threads only append to the hand-off queue (under ``_Core.lock``, which
+  also orders every request before the close that ends the thread) and wake
+  the loop with one ``ev.Async`` send; that Async also keeps the loop running.
+- Every waiting call is released exactly once: by its reply, by the
+  "disconnected" drain of ``close()``, or by the exception that kept its
+  request from being queued.
+- Arguments are checked in the caller's thread, before the state checks
+  ("client closed"), so a bad call fails the same way in every state.
+- How the client reaches its servers is decided in one place,
+  ``_connect()``: a ``Gearman`` for one server; for several, the interim
+  ``_RoundRobin`` adapter until ``GearmanPool`` (API.md 11) replaces it there.
+- In a forked child nothing inherited from the parent is used: the first
+  call builds a new loop, thread and connection.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import threading
+import weakref
+from concurrent.futures import Future, InvalidStateError
+from functools import partial
+from typing import (Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
+
+from . import _args, errors, ev
+from ._gearman import Gearman
+
+__all__ = ["GearmanClient", "ServerSpec"]
+
+log = logging.getLogger("gearman_ev")
+
+#: A server: ``"host:port"``, ``"host"`` (port 4730), ``"[v6addr]:port"``,
+#: ``"unix:/path"``, or a ``(host, port)`` tuple.
+ServerSpec = Union[str, Tuple[str, int]]
+Name = Union[str, bytes]
+Payload = Union[bytes, bytearray, memoryview, str]
+Callback = Callable[[Any, Optional[str]], None]
+JobSpec = Union[Tuple[Name, Payload], Tuple[Name, Payload, Optional[Name]]]
+_Address = Tuple[Any, ...]  # ("tcp", host, port) or ("unix", path)
+
+DEFAULT_PORT = 4730
+_PRIORITIES = ("high", "normal", "low")
+_get_ident = threading.get_ident
+_allocate_lock = threading.Lock
+
+
+# ===== Fork =====
+
+# Bumped in a forked child: a client whose _Core was built under an older
+# generation builds a new one on its next call (the parent's loop thread does
+# not exist in the child, and its connection is the parent's).
+_fork_gen = 0
+_respawn_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _fork_gen, _respawn_lock
+    _fork_gen += 1
+    _respawn_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# ===== Server specs and the one connection factory =====
+
+def _parse_spec(spec: Any) -> _Address:
+    """A server spec -> ``("tcp", host, port)`` or ``("unix", path)``."""
+    if isinstance(spec, tuple):
+        if len(spec) != 2 or not isinstance(spec[0], str) \
+                or isinstance(spec[1], bool) or not isinstance(spec[1], int):
+            raise TypeError(f"a server tuple must be (host: str, port: int), not {spec!r}")
+        if not spec[0]:
+            raise ValueError(f"bad server {spec!r}: no host")
+        return ("tcp", spec[0], _args.port(spec[1]))
+    if not isinstance(spec, str):
+        raise TypeError(f"a server must be a str or a (host, port) tuple, not "
+                        f"{type(spec).__name__}")
+    text = spec.strip()
+    if text.startswith("unix:"):
+        if not text[5:]:
+            raise ValueError(f"bad server {spec!r}: unix: needs a path")
+        return ("unix", text[5:])
+    port = str(DEFAULT_PORT)
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad server {spec!r}: expected [v6addr]:port")
+        if rest:
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host = text  # a name, an IPv4 address, or a bare IPv6 literal
+    if not host:
+        raise ValueError(f"bad server {spec!r}: no host")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad server {spec!r}: port must be 1-65535")
+    return ("tcp", host, int(port))
+
+
+def _spec_name(address: _Address) -> str:
+    """A parsed spec as text: ``host:port``, ``[v6addr]:port`` or ``unix:/path``."""
+    if address[0] == "unix":
+        return f"unix:{address[1]}"
+    host = address[1]
+    return f"[{host}]:{address[2]}" if ":" in host else f"{host}:{address[2]}"
+
+
+def _server_list(servers: Any) -> List[_Address]:
+    if isinstance(servers, str) or (isinstance(servers, tuple) and len(servers) == 2
+                                    and isinstance(servers[1], int)):
+        servers = [servers]
+    elif isinstance(servers, (bytes, bytearray)) or not hasattr(servers, "__iter__"):
+        raise TypeError("servers must be a server spec or a list of them")
+    parsed = [_parse_spec(s) for s in servers]
+    if not parsed:
+        raise ValueError("no server given")
+    return parsed
+
+
+def _gearman_for(address: _Address, loop: ev.Loop, options: Mapping[str, Any],
+                 **hooks: Any) -> Gearman:
+    if address[0] == "unix":
+        return Gearman(path=address[1], loop=loop, **options, **hooks)
+    return Gearman(address[1], address[2], loop=loop, **options, **hooks)
+
+
+def _connect(addresses: List[_Address], loop: ev.Loop, options: Mapping[str, Any]) -> _Conn:
+    """The client's connection(s) on ``loop``: the one place that knows how
+    servers are reached. One server: a ``Gearman``. Several: today the
+    interim ``_RoundRobin``; ``GearmanPool(specs, loop=loop, **options)``
+    (API.md 11) takes its place here once it exists, with the same callback
+    API, and nothing else in this module changes."""
+    if len(addresses) == 1:
+        return _gearman_for(addresses[0], loop, options)
+    return _RoundRobin(addresses, loop, options)
+
+
+_Held = Tuple[Optional[bytes], Callable[[Gearman], None], Callback, float]
+
+
+class _RoundRobin:
+    """Interim, until ``GearmanPool`` lands: one ``Gearman`` per server on one
+    loop, with ``Gearman``'s callback API for what the blocking client uses.
+
+    Routing: a request with a unique key goes to the first connected server
+    in the key's rendezvous order (so coalescing and ``get_status_unique``
+    work across servers); any other request to the next connected server in
+    turn. With no server connected a request waits for the first to connect
+    (at most ``connect_timeout``, when set), else gets "no server available".
+    A request already sent to a server that drops fails with "disconnected"
+    (never re-sent: it may have run). Admin calls ask every server and give
+    ``{server: text}``; a server that is down answers None and the call's
+    err is the first error. Runs in the loop's thread only.
+    """
+
+    #: Handles of background jobs remembered for get_status (oldest dropped).
+    MAX_HANDLES = 65536
+
+    def __init__(self, addresses: List[_Address], loop: ev.Loop,
+                 options: Mapping[str, Any]) -> None:
+        self._loop = loop
+        self.names = [_spec_name(a) for a in addresses]
+        self._keys = [name.encode() for name in self.names]
+        self._up = [False] * len(addresses)
+        self._gave_up = [False] * len(addresses)
+        self._next = 0
+        self._connect_timeout = float(options.get("connect_timeout") or 0)
+        self._held: Deque[_Held] = collections.deque()  # waiting for a first server
+        self._handles: Dict[str, Gearman] = {}
+        self._timer = loop.timer(0, 0, self._on_timer)
+        self.conns: List[Gearman] = [
+            _gearman_for(address, loop, options, on_connect=partial(self._connected, i),
+                         on_disconnect=partial(self._lost, i), on_error=partial(self._error, i))
+            for i, address in enumerate(addresses)]
+
+    # -- server state --
+
+    def _connected(self, i: int) -> None:
+        self._up[i] = True
+        self._gave_up[i] = False
+        held, self._held = self._held, collections.deque()
+        for key, request, cb, deadline in held:
+            self._request(key, cb, request, deadline)
+
+    def _lost(self, i: int) -> None:
+        self._up[i] = False
+
+    def _error(self, i: int, err: str) -> None:
+        self._up[i] = False
+        if err == errors.MAX_RECONNECTS:
+            self._gave_up[i] = True
+        log.warning("%s: %s", self.names[i], err)  # what Gearman's default on_error does
+        if self._held and not self._may_come_up():
+            self._fail_held(errors.NO_SERVER)
+
+    def _may_come_up(self) -> bool:
+        return any(g.is_connected or (g.reconnect_enabled and not gave_up)
+                   for g, gave_up in zip(self.conns, self._gave_up))
+
+    # -- routing --
+
+    def _pick(self, key: Optional[bytes]) -> Optional[Gearman]:
+        up, conns = self._up, self.conns
+        if key:
+            # Rendezvous hashing on a stable hash (hash() differs between
+            # processes): every client sends a given key to the same server.
+            order = sorted(range(len(conns)), reverse=True, key=lambda i: hashlib.blake2b(
+                self._keys[i] + b"\0" + key, digest_size=8).digest())
+            return next((conns[i] for i in order if up[i]), None)
+        n = len(conns)
+        for _ in range(n):
+            i = self._next
+            self._next = (i + 1) % n
+            if up[i]:
+                return conns[i]
+        return None
+
+    def _request(self, key: Optional[bytes], cb: Callback, request: Callable[[Gearman], None],
+                 deadline: Optional[float] = None) -> None:
+        """Run ``request(g)`` on the chosen server, or hold it. ``deadline``
+        is None for a new request (what it raises goes to the caller) and
+        the held one's deadline (0.0: none) when it is dispatched later."""
+        g = self._pick(key)
+        if g is not None:
+            try:
+                request(g)
+            except errors.GearmanError as exc:
+                if deadline is None:
+                    raise
+                cb(None, exc.err)  # a held request: nobody to raise to
+            return
+        if not self._may_come_up():
+            cb(None, errors.NO_SERVER)
+            return
+        if deadline is None:
+            deadline = self._loop.now() + self._connect_timeout if self._connect_timeout else 0.0
+        self._held.append((key, request, cb, deadline))
+        if deadline and not self._timer.active:
+            self._timer.set(max(0.0, deadline - self._loop.now()), 0)
+            self._timer.start()
+
+    def _on_timer(self, watcher: Any, revents: int) -> None:
+        now = self._loop.now()
+        expired = [item for item in self._held if item[3] and item[3] <= now]
+        self._held = collections.deque(item for item in self._held
+                                       if not (item[3] and item[3] <= now))
+        for _, _, cb, _ in expired:
+            cb(None, errors.NO_SERVER)
+        later = [item[3] for item in self._held if item[3]]
+        if later:
+            self._timer.set(max(0.0, min(later) - self._loop.now()), 0)
+            self._timer.start()
+
+    def _fail_held(self, err: str) -> None:
+        held, self._held = self._held, collections.deque()
+        self._timer.stop()
+        for _, _, cb, _ in held:
+            cb(None, err)
+
+    # -- client requests --
+
+    def _submit(self, method: str, func: Name, workload: Payload, cb: Callback,
+                unique: Optional[Name], kw: Dict[str, Any]) -> None:
+        key = unique.encode() if isinstance(unique, str) else unique
+        self._request(key, cb, lambda g: getattr(g, method)(func, workload, cb,
+                                                            unique=unique, **kw))
+
+    def submit_job(self, func: Name, workload: Payload, cb: Callback, *,
+                   unique: Optional[Name] = None, **kw: Any) -> None:
+        self._submit("submit_job", func, workload, cb, unique, kw)
+
+    def submit_job_high(self, func: Name, workload: Payload, cb: Callback, *,
+                        unique: Optional[Name] = None, **kw: Any) -> None:
+        self._submit("submit_job_high", func, workload, cb, unique, kw)
+
+    def submit_job_low(self, func: Name, workload: Payload, cb: Callback, *,
+                       unique: Optional[Name] = None, **kw: Any) -> None:
+        self._submit("submit_job_low", func, workload, cb, unique, kw)
+
+    def _submit_bg(self, method: str, func: Name, workload: Payload, cb: Callback,
+                   unique: Optional[Name], *extra: Any) -> None:
+        key = unique.encode() if isinstance(unique, str) else unique
+
+        def request(g: Gearman) -> None:
+            def created(handle: Optional[str], err: Optional[str]) -> None:
+                if handle is not None:
+                    self._remember(handle, g)
+                cb(handle, err)
+            getattr(g, method)(func, workload, *extra, created, unique=unique)
+        self._request(key, cb, request)
+
+    def submit_job_bg(self, func: Name, workload: Payload, cb: Callback, *,
+                      unique: Optional[Name] = None) -> None:
+        self._submit_bg("submit_job_bg", func, workload, cb, unique)
+
+    def submit_job_high_bg(self, func: Name, workload: Payload, cb: Callback, *,
+                           unique: Optional[Name] = None) -> None:
+        self._submit_bg("submit_job_high_bg", func, workload, cb, unique)
+
+    def submit_job_low_bg(self, func: Name, workload: Payload, cb: Callback, *,
+                          unique: Optional[Name] = None) -> None:
+        self._submit_bg("submit_job_low_bg", func, workload, cb, unique)
+
+    def submit_job_epoch(self, func: Name, workload: Payload, epoch: int, cb: Callback, *,
+                         unique: Optional[Name] = None) -> None:
+        self._submit_bg("submit_job_epoch", func, workload, cb, unique, epoch)
+
+    def _remember(self, handle: str, g: Gearman) -> None:
+        handles = self._handles
+        if len(handles) >= self.MAX_HANDLES:
+            del handles[next(iter(handles))]
+        handles[handle] = g
+
+    def get_status(self, handle: Name, cb: Callback) -> None:
+        """The server that created the handle, if this client did; else every
+        connected server, and the first that knows it answers."""
+        name = handle.decode("utf-8", "surrogateescape") if isinstance(handle, bytes) else handle
+        owner = self._handles.get(name)
+        if owner is not None and self._up[self.conns.index(owner)]:
+            owner.get_status(handle, cb)
+            return
+        targets = [g for g, up in zip(self.conns, self._up) if up]
+        if not targets:
+            self._request(None, cb, lambda g: g.get_status(handle, cb))
+            return
+        replies: List[Tuple[Any, Optional[str]]] = []
+
+        def reply(result: Any, err: Optional[str]) -> None:
+            replies.append((result, err))
+            if len(replies) == len(targets):
+                fine = [r for r in replies if r[1] is None]
+                known = [r for r in fine if r[0]["known"]]
+                cb(*(known or fine or replies)[0])
+        for g in targets:
+            g.get_status(handle, reply)
+
+    def get_status_unique(self, unique: Name, cb: Callback) -> None:
+        key = unique.encode() if isinstance(unique, str) else unique
+        self._request(key, cb, lambda g: g.get_status_unique(unique, cb))
+
+    def echo(self, data: Payload, cb: Callback) -> None:
+        self._request(None, cb, lambda g: g.echo(data, cb))
+
+    # -- admin: every server --
+
+    def admin(self, command: Name, cb: Callback) -> None:
+        self._every(lambda g, reply: g.admin(command, reply), cb)
+
+    def server_status(self, cb: Callback) -> None:
+        self.admin("status", cb)
+
+    def server_workers(self, cb: Callback) -> None:
+        self.admin("workers", cb)
+
+    def server_version(self, cb: Callback) -> None:
+        self.admin("version", cb)
+
+    def maxqueue(self, func: Name, size: int, cb: Callback) -> None:
+        self._every(lambda g, reply: g.maxqueue(func, size, reply), cb)
+
+    def shutdown_server(self, graceful: bool, cb: Callback) -> None:
+        self._every(lambda g, reply: g.shutdown_server(graceful, reply), cb)
+
+    def _every(self, ask: Callable[[Gearman, Callback], None], cb: Callback) -> None:
+        texts: Dict[str, Optional[str]] = {}
+        errs: List[str] = []
+        left = [len(self.conns)]
+
+        def answer(i: int, result: Any, err: Optional[str]) -> None:
+            texts[self.names[i]] = result
+            if err is not None:
+                errs.append(err)
+            left[0] -= 1
+            if left[0] == 0:
+                cb({name: texts[name] for name in self.names}, errs[0] if errs else None)
+        for i, g in enumerate(self.conns):
+            if self._up[i]:
+                ask(g, partial(answer, i))
+            else:
+                answer(i, None, errors.DISCONNECTED)
+
+    def disconnect(self) -> None:
+        self._fail_held(errors.DISCONNECTED)
+        for g in self.conns:
+            g.disconnect()
+
+
+_Conn = Union[Gearman, _RoundRobin]
+
+
+# ===== Waiting for a reply =====
+
+class _Call:
+    """One blocking call: its reply lands here (in the loop's thread) and
+    releases the lock the caller waits on. The lock is handed over, not
+    shared: acquired at birth, released exactly once."""
+
+    __slots__ = ("lock", "result", "err", "data", "exc")
+
+    def __init__(self) -> None:
+        self.lock = _allocate_lock()
+        self.lock.acquire()
+        self.result: Any = None
+        self.err: Optional[str] = None
+        self.data: Optional[bytes] = None
+        self.exc: Optional[BaseException] = None
+
+    def done(self, result: Any, err: Optional[str]) -> None:
+        self.result = result
+        self.err = err
+        self.lock.release()
+
+    def on_exception(self, data: bytes) -> None:
+        self.data = data
+
+    def fail(self, exc: BaseException) -> None:
+        """The request was refused before it was queued."""
+        self.exc = exc
+        self.lock.release()
+
+    def wait(self, timeout: float) -> Any:
+        """The reply, or raise. ``timeout`` 0: wait as long as it takes."""
+        if timeout:
+            if not self.lock.acquire(True, timeout):
+                raise TimeoutError(f"no reply within {timeout:g} s")
+        else:
+            self.lock.acquire()
+        if self.exc is not None:
+            raise self.exc
+        if self.err is not None:
+            raise errors.exception_for(self.err, self.data)
+        return self.result
+
+
+class _Batch:
+    """``submit_jobs``: every job's reply lands in its own slot; the last
+    one releases the caller."""
+
+    __slots__ = ("lock", "results", "errs", "data", "left", "exc")
+
+    def __init__(self, n: int) -> None:
+        self.lock = _allocate_lock()
+        self.lock.acquire()
+        self.results: List[Any] = [None] * n
+        self.errs: List[Optional[str]] = [None] * n
+        self.data: Dict[int, bytes] = {}
+        self.left = n
+        self.exc: Optional[BaseException] = None
+
+    def done(self, i: int, result: Any, err: Optional[str]) -> None:
+        self.results[i] = result
+        self.errs[i] = err
+        self.left -= 1
+        if self.left == 0:
+            self.lock.release()
+
+    def on_exception(self, i: int, data: bytes) -> None:
+        self.data[i] = data
+
+    def fail(self, exc: BaseException) -> None:
+        if self.exc is None and self.left > 0:
+            self.exc = exc
+            self.left = -1  # the replies still to come no longer count
+            self.lock.release()
+
+
+class _FutureCall:
+    """``submit_job_future``: the reply completes a Future (in the loop's
+    thread, where the Future's done-callbacks then run)."""
+
+    __slots__ = ("future", "data")
+
+    def __init__(self, future: Future[Any]) -> None:
+        self.future = future
+        self.data: Optional[bytes] = None
+
+    def done(self, result: Any, err: Optional[str]) -> None:
+        if err is None:
+            self._settle(result, None)
+        else:
+            self._settle(None, errors.exception_for(err, self.data))
+
+    def on_exception(self, data: bytes) -> None:
+        self.data = data
+
+    def fail(self, exc: BaseException) -> None:
+        self._settle(None, exc)
+
+    def _settle(self, result: Any, exc: Optional[BaseException]) -> None:
+        future = self.future
+        if future.cancelled():
+            return  # the caller gave up on it: the result is dropped
+        try:
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
+        except InvalidStateError:
+            pass  # cancelled from another thread just now
+
+
+_Waiter = Union[_Call, _Batch, _FutureCall]
+_Item = Tuple[Optional[_Waiter], Callable[..., None], Tuple[Any, ...], Dict[str, Any]]
+
+
+# ===== The loop's thread =====
+
+class _Core:
+    """One process's loop, thread and connection(s) for a client."""
+
+    def __init__(self, addresses: List[_Address], options: Mapping[str, Any]) -> None:
+        self.gen = _fork_gen
+        self.loop = ev.Loop()
+        # Made here, in the caller's thread, before the loop's thread runs: a
+        # bad option raises from the constructor, and the connect starts now.
+        conn = self.conn = _connect(addresses, self.loop, options)
+        self.submit_fg: Dict[str, Callable[..., None]] = {
+            "high": conn.submit_job_high, "normal": conn.submit_job, "low": conn.submit_job_low}
+        self.submit_bg: Dict[str, Callable[..., None]] = {
+            "high": conn.submit_job_high_bg, "normal": conn.submit_job_bg,
+            "low": conn.submit_job_low_bg}
+        # (waiter, fn, args, kwargs): fn(*args, **kwargs) runs in the loop's thread.
+        self.queue: Deque[_Item] = collections.deque()
+        self.lock = threading.Lock()
+        self.closed = False
+        # The hand-off's wake-up call, and what keeps the loop running until close.
+        self.wake = self.loop.async_(self._drain)
+        self.wake.start()
+        self.thread = threading.Thread(target=self.loop.start, name="gearman_ev-blocking",
+                                       daemon=True)
+        self.thread.start()
+        self.ident = self.thread.ident
+
+    def put(self, waiter: Optional[_Waiter], fn: Callable[..., None], args: Tuple[Any, ...],
+            kwargs: Dict[str, Any]) -> None:
+        """Queue ``fn(*args, **kwargs)`` for the loop's thread (from any thread).
+
+        Raises: GearmanError("client closed").
+        """
+        with self.lock:
+            if self.closed:
+                raise errors.GearmanError(errors.CLIENT_CLOSED)
+            self.queue.append((waiter, fn, args, kwargs))
+        self.wake.send()
+
+    def _drain(self, watcher: Any, revents: int) -> None:
+        queue = self.queue
+        while queue:
+            waiter, fn, args, kwargs = queue.popleft()
+            try:
+                fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - it belongs to the caller
+                if waiter is None:
+                    log.exception("gearman_ev.blocking: %r failed", fn)
+                else:
+                    waiter.fail(exc)
+
+    def _shutdown(self) -> None:
+        # In the loop's thread, after every request queued before close():
+        # the drain answers each call still waiting once, with "disconnected".
+        try:
+            self.conn.disconnect()
+        finally:
+            self.wake.stop()
+            self.loop.stop()
+
+    def close(self, wait: Optional[float]) -> None:
+        """Stop the thread (from any thread); ``wait``: seconds to wait for
+        it to end (None: until it has)."""
+        if self.gen != _fork_gen:
+            self.closed = True  # the parent's: nothing of it runs in this process
+            return
+        with self.lock:
+            first = not self.closed
+            if first:
+                self.closed = True
+                self.queue.append((None, self._shutdown, (), {}))
+        if first:
+            self.wake.send()
+        if _get_ident() != self.ident:  # the loop's own thread cannot wait for itself
+            self.thread.join(wait)
+
+
+class _Owner:
+    """What the client's finalizer closes: the current _Core (a new one
+    after fork), held apart from the client so that the finalizer does not
+    keep the client alive."""
+
+    __slots__ = ("core",)
+
+    def __init__(self, core: _Core) -> None:
+        self.core = core
+
+    def release(self) -> None:
+        # The client was dropped without close(), or the interpreter is
+        # exiting: stop the thread, waiting for it only briefly.
+        self.core.close(1.0)
+
+
+# ===== The client =====
+
+class GearmanClient:
+    """A thread-safe, blocking Gearman client (API.md 12).
+
+    Args:
+        servers: one server spec or a list of them: ``"host:port"``,
+            ``"host"`` (port 4730), ``"[v6addr]:port"``, ``"unix:/path"``, or
+            ``(host, port)``. With several, jobs are spread over the servers
+            that are up (a unique key always goes to the same one while it is
+            up) and admin calls ask each of them.
+        connect_timeout: seconds a connect may take (0: no limit); with
+            several servers, also how long a request waits for one to be up
+            before it raises ``ConnectionLost("no server available")``.
+        command_timeout: seconds without a byte from the server while a
+            request awaits its reply; then the calls waiting on that
+            connection raise ``CommandTimeout`` (0: no limit).
+        reconnect: reconnect after a dropped or failed connection. Default
+            True (unlike ``Gearman``): one long-lived client serves every
+            thread of the process, and must outlive a gearmand restart
+            without anyone re-creating it. Calls made while the server is
+            down wait for it (bound them with ``timeout=``); a call whose
+            request was sent before the drop raises ``ConnectionLost`` and
+            is never re-sent (its job may have run).
+        reconnect_delay: seconds between reconnect attempts.
+        max_reconnect_attempts: give up after this many failed attempts in a
+            row (0: never); calls waiting then raise ``ConnectionLost``.
+        keepalive: TCP keepalive idle time in seconds (0: off).
+        exceptions: ask the server for WORK_EXCEPTION (``OPTION_REQ
+            exceptions``): a worker's exception then raises
+            ``JobException`` carrying its ``.data``, instead of ``JobFailed``.
+        client_id: sent as SET_CLIENT_ID on every connect.
+
+    The constructor returns at once; the connection is made in the
+    background, and calls made meanwhile wait for it.
+
+    Every method may be called from any thread and blocks until its reply
+    has arrived. A blocking method called from the client's own loop thread
+    (a ``Future``'s done-callback) would wait for itself, so it raises
+    ``GearmanError("wrong thread")`` instead.
+
+    Fork: a child process that uses a client it inherited gets a new loop,
+    thread and connection on its first call; the parent's connection is
+    never touched. A client closed before the fork stays closed.
+
+    Raises: TypeError / ValueError for bad servers or options.
+    """
+
+    def __init__(self, servers: Union[ServerSpec, Sequence[ServerSpec]], *,
+                 connect_timeout: float = 0, command_timeout: float = 0,
+                 reconnect: bool = True, reconnect_delay: float = 1.0,
+                 max_reconnect_attempts: int = 0, keepalive: float = 0,
+                 exceptions: bool = False, client_id: Optional[Name] = None) -> None:
+        self._addresses = _server_list(servers)
+        self._exceptions = bool(exceptions)
+        self._options: Dict[str, Any] = dict(
+            connect_timeout=connect_timeout, command_timeout=command_timeout,
+            reconnect=bool(reconnect), reconnect_delay=reconnect_delay,
+            max_reconnect_attempts=max_reconnect_attempts, keepalive=keepalive,
+            exceptions=self._exceptions, client_id=client_id)
+        self._core = _Core(self._addresses, self._options)
+        self._owner = _Owner(self._core)
+        self._finalizer = weakref.finalize(self, self._owner.release)
+
+    # ===== Lifecycle =====
+
+    def close(self) -> None:
+        """Close the connection(s) and stop the loop's thread; return once it
+        has ended. Calls waiting in other threads raise ``ConnectionLost``
+        (once each); later calls raise ``GearmanError("client closed")``.
+        Closing twice is harmless."""
+        self._finalizer.detach()
+        self._owner.core.close(None)
+
+    def __enter__(self) -> GearmanClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._core.closed
+
+    @property
+    def servers(self) -> Tuple[str, ...]:
+        """The servers, as ``"host:port"``, ``"[v6addr]:port"`` or ``"unix:/path"``."""
+        return tuple(_spec_name(a) for a in self._addresses)
+
+    def __repr__(self) -> str:
+        return f"<GearmanClient {','.join(self.servers)} {'closed' if self.closed else 'open'}>"
+
+    def _current(self) -> _Core:
+        """This process's _Core: a new one on the first call after a fork."""
+        core = self._core
+        if core.gen != _fork_gen:
+            with _respawn_lock:
+                core = self._core
+                if core.gen != _fork_gen:
+                    if core.closed:
+                        raise errors.GearmanError(errors.CLIENT_CLOSED)
+                    core = _Core(self._addresses, self._options)
+                    self._core = self._owner.core = core
+        return core
+
+    def _blocking(self) -> _Core:
+        core = self._current()
+        if _get_ident() == core.ident:
+            raise errors.GearmanError(errors.WRONG_THREAD)
+        return core
+
+    def _ask(self, timeout: Optional[float], method: str, *args: Any) -> Any:
+        """One request with a plain ``cb(result, err)``, waited for."""
+        seconds = _args.timeout(timeout)
+        core = self._blocking()
+        call = _Call()
+        core.put(call, getattr(core.conn, method), (*args, call.done), {})
+        return call.wait(seconds)
+
+    # ===== Foreground jobs =====
+
+    def submit_job(self, func: Name, workload: Payload, *, priority: str = "normal",
+                   unique: Optional[Name] = None, timeout: Optional[float] = None) -> bytes:
+        """Run a job and return its result.
+
+        Args:
+            func: the function name.
+            workload: bytes, bytearray, memoryview or str (sent as UTF-8).
+            priority: ``"high"``, ``"normal"`` or ``"low"``.
+            unique: the unique key (jobs with the same key coalesce).
+            timeout: the job's own deadline in seconds (None or 0: none).
+
+        Returns: the result (WORK_COMPLETE's bytes).
+
+        Raises: JobFailed; JobException (with ``exceptions=True``; ``.data``);
+            JobTimeout when ``timeout`` passed (the job is not cancelled at
+            the server, and its late result is dropped); ConnectionLost;
+            CommandTimeout; ServerError; GearmanError("client closed");
+            TypeError / ValueError for bad arguments.
+        """
+        fname, load = _args.function(func), _args.payload(workload, "workload")
+        priority = _priority(priority)
+        call = _Call()
+        kwargs = _job_kwargs(unique, timeout, call.on_exception if self._exceptions else None)
+        core = self._blocking()
+        core.put(call, core.submit_fg[priority], (fname, load, call.done), kwargs)
+        result: bytes = call.wait(0)
+        return result
+
+    def submit_job_high(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
+                        timeout: Optional[float] = None) -> bytes:
+        """``submit_job`` at high priority."""
+        return self.submit_job(func, workload, priority="high", unique=unique, timeout=timeout)
+
+    def submit_job_low(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
+                       timeout: Optional[float] = None) -> bytes:
+        """``submit_job`` at low priority."""
+        return self.submit_job(func, workload, priority="low", unique=unique, timeout=timeout)
+
+    def submit_jobs(self, jobs: Sequence[JobSpec], *, priority: str = "normal",
+                    timeout: Optional[float] = None,
+                    return_exceptions: bool = False) -> List[Any]:
+        """Run many jobs at once, pipelined on the connection, and return
+        their results in input order.
+
+        Args:
+            jobs: ``(func, workload)`` or ``(func, workload, unique)`` tuples.
+            priority: ``"high"``, ``"normal"`` or ``"low"``, for every job.
+            timeout: each job's own deadline in seconds (None or 0: none).
+            return_exceptions: False: once every job has finished, raise the
+                exception of the first job (in input order) that failed.
+                True: a failed job's exception object takes its result's place.
+
+        Returns: one result (bytes), or exception, per job.
+
+        Raises: as ``submit_job``; TypeError / ValueError for a malformed
+            job, before any job is sent.
+        """
+        checked = []
+        for job in jobs:
+            if not isinstance(job, tuple) or len(job) not in (2, 3):
+                raise TypeError("each job must be a (func, workload) or "
+                                "(func, workload, unique) tuple")
+            fname, load = _args.function(job[0]), _args.payload(job[1], "workload")
+            unique = _args.unique(job[2]) if len(job) == 3 else b""
+            _args.check_size(fname, unique, load)
+            checked.append((fname, load, unique or None))
+        priority = _priority(priority)
+        seconds = _args.timeout(timeout)
+        core = self._blocking()
+        if not checked:
+            return []
+        batch = _Batch(len(checked))
+        core.put(batch, _submit_batch, (core.submit_fg[priority], checked, seconds or None,
+                                        batch, self._exceptions), {})
+        batch.lock.acquire()
+        if batch.exc is not None:
+            raise batch.exc
+        out = batch.results
+        for i, err in enumerate(batch.errs):
+            if err is not None:
+                exc = errors.exception_for(err, batch.data.get(i))
+                if not return_exceptions:
+                    raise exc
+                out[i] = exc
+        return out
+
+    def submit_job_future(self, func: Name, workload: Payload, *, priority: str = "normal",
+                          unique: Optional[Name] = None,
+                          timeout: Optional[float] = None) -> Future[bytes]:
+        """Start a job and return at once with a ``concurrent.futures.Future``
+        of its result: ``future.result()`` returns the bytes or raises as
+        ``submit_job`` would. The Future's done-callbacks run in the
+        client's loop thread: keep them short, and make no blocking call of
+        this client from them. Cancelling the Future drops the result (the
+        job itself still runs). Arguments as ``submit_job``.
+
+        Raises (at once): TypeError / ValueError; GearmanError("client closed").
+        """
+        fname = _args.function(func)
+        load = _args.snapshot(_args.payload(workload, "workload"))  # outlives this call
+        priority = _priority(priority)
+        future: Future[bytes] = Future()
+        waiter = _FutureCall(future)
+        kwargs = _job_kwargs(unique, timeout, waiter.on_exception if self._exceptions else None)
+        core = self._current()
+        core.put(waiter, core.submit_fg[priority], (fname, load, waiter.done), kwargs)
+        return future
+
+    # ===== Background jobs =====
+
+    def submit_job_bg(self, func: Name, workload: Payload, *, priority: str = "normal",
+                      unique: Optional[Name] = None, timeout: Optional[float] = None) -> str:
+        """Queue a background job; return its handle once the server has it
+        (JOB_CREATED).
+
+        Args:
+            priority: ``"high"``, ``"normal"`` or ``"low"``.
+            unique: the unique key.
+            timeout: seconds to wait for the handle (None or 0: no limit).
+
+        Raises: TimeoutError (the job may be queued all the same);
+            ConnectionLost; ServerError; GearmanError("client closed").
+        """
+        fname, load = _args.function(func), _args.payload(workload, "workload")
+        priority = _priority(priority)
+        kwargs = {"unique": _args.unique(unique) or None}
+        seconds = _args.timeout(timeout)
+        core = self._blocking()
+        call = _Call()
+        core.put(call, core.submit_bg[priority], (fname, load, call.done), kwargs)
+        handle: str = call.wait(seconds)
+        return handle
+
+    def submit_job_high_bg(self, func: Name, workload: Payload, *,
+                           unique: Optional[Name] = None,
+                           timeout: Optional[float] = None) -> str:
+        """``submit_job_bg`` at high priority."""
+        return self.submit_job_bg(func, workload, priority="high", unique=unique,
+                                  timeout=timeout)
+
+    def submit_job_low_bg(self, func: Name, workload: Payload, *,
+                          unique: Optional[Name] = None,
+                          timeout: Optional[float] = None) -> str:
+        """``submit_job_bg`` at low priority."""
+        return self.submit_job_bg(func, workload, priority="low", unique=unique,
+                                  timeout=timeout)
+
+    def submit_job_epoch(self, func: Name, workload: Payload, epoch: int, *,
+                         unique: Optional[Name] = None, timeout: Optional[float] = None) -> str:
+        """A background job that runs at ``epoch`` (int Unix seconds); returns
+        its handle. ``timeout``: seconds to wait for it (TimeoutError)."""
+        fname, load = _args.function(func), _args.payload(workload, "workload")
+        _args.epoch(epoch)
+        kwargs = {"unique": _args.unique(unique) or None}
+        seconds = _args.timeout(timeout)
+        core = self._blocking()
+        call = _Call()
+        core.put(call, core.conn.submit_job_epoch, (fname, load, epoch, call.done), kwargs)
+        handle: str = call.wait(seconds)
+        return handle
+
+    # ===== Status and echo =====
+
+    def get_status(self, handle: Name, *, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """GET_STATUS: ``{'handle', 'known', 'running', 'numerator',
+        'denominator'}`` (known/running bools, the counts str).
+
+        Raises: TimeoutError after ``timeout`` seconds; ConnectionLost; ServerError.
+        """
+        status: Dict[str, Any] = self._ask(timeout, "get_status", _args.handle(handle))
+        return status
+
+    def get_status_unique(self, unique: Name, *,
+                          timeout: Optional[float] = None) -> Dict[str, Any]:
+        """GET_STATUS_UNIQUE: ``{'unique', 'known', 'running', 'numerator',
+        'denominator', 'client_count'}`` (client_count int).
+
+        Raises: ValueError for an empty key; TimeoutError; ConnectionLost; ServerError.
+        """
+        key = _args.unique(unique)
+        if not key:
+            raise ValueError("unique must not be empty")
+        status: Dict[str, Any] = self._ask(timeout, "get_status_unique", key)
+        return status
+
+    def echo(self, data: Payload, *, timeout: Optional[float] = None) -> bytes:
+        """ECHO: the server sends ``data`` back (a round trip: a liveness check).
+
+        Raises: TimeoutError; ConnectionLost.
+        """
+        echoed: bytes = self._ask(timeout, "echo", _args.payload(data))
+        return echoed
+
+    # ===== Admin =====
+    # With one server each returns the reply text; with several a dict
+    # {server: text}, raising if any server failed (as GearmanPool does).
+
+    def admin(self, command: Name, *, timeout: Optional[float] = None) -> Any:
+        """A text-protocol command (``"status"``, ``"workers"``, ``"show jobs"``,
+        ...): the reply's text (a block's lines each end in ``"\\n"``).
+
+        Raises: ServerError for an ``ERR ...`` reply; ValueError for CR, LF or
+            NUL in the command; TimeoutError; ConnectionLost.
+        """
+        _args.text(command, "command")
+        return self._ask(timeout, "admin", command)
+
+    def server_status(self, *, timeout: Optional[float] = None) -> Any:
+        """``status``: lines ``FUNC\\tTOTAL\\tRUNNING\\tWORKERS``."""
+        return self._ask(timeout, "server_status")
+
+    def server_workers(self, *, timeout: Optional[float] = None) -> Any:
+        """``workers``: one line per connection."""
+        return self._ask(timeout, "server_workers")
+
+    def server_version(self, *, timeout: Optional[float] = None) -> Any:
+        """``version``: e.g. ``"OK 1.1.20+ds"``."""
+        return self._ask(timeout, "server_version")
+
+    def maxqueue(self, func: Name, size: int, *, timeout: Optional[float] = None) -> Any:
+        """``maxqueue FUNC SIZE``: ``"OK"``. A wrong type is TypeError, a bad
+        value (whitespace in ``func``, a negative size) ValueError."""
+        _args.name_token(func, "func")
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise TypeError("size must be an int")
+        if size < 0:
+            raise ValueError("size must be >= 0")
+        return self._ask(timeout, "maxqueue", func, size)
+
+    def shutdown_server(self, graceful: bool = False, *,
+                        timeout: Optional[float] = None) -> Any:
+        """``shutdown [graceful]`` (gearmand >= 1.1.15 answers ``ERR
+        UNKNOWN_COMMAND``: ServerError)."""
+        return self._ask(timeout, "shutdown_server", bool(graceful))
+
+
+# ===== Helpers =====
+
+def _priority(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("priority must be 'high', 'normal' or 'low'")
+    if value not in _PRIORITIES:
+        raise ValueError(f"priority must be 'high', 'normal' or 'low', not {value!r}")
+    return value
+
+
+def _job_kwargs(unique: Optional[Name], timeout: Optional[float],
+                on_exception: Optional[Callable[[bytes], None]]) -> Dict[str, Any]:
+    """The keyword arguments of a foreground submission; the defaults are
+    left out (the common call then passes none)."""
+    kwargs: Dict[str, Any] = {}
+    if unique is not None:
+        kwargs["unique"] = _args.unique(unique) or None
+    seconds = _args.timeout(timeout)
+    if seconds:
+        kwargs["timeout"] = seconds
+    if on_exception is not None:
+        kwargs["on_exception"] = on_exception
+    return kwargs
+
+
+def _submit_batch(submit: Callable[..., None], jobs: List[Tuple[bytes, Any, Optional[bytes]]],
+                  timeout: Optional[float], batch: _Batch, exceptions: bool) -> None:
+    """In the loop's thread: every job of a batch in one iteration, so that
+    they leave in one write."""
+    done, on_exception = batch.done, batch.on_exception
+    for i, (func, load, unique) in enumerate(jobs):
+        try:
+            submit(func, load, partial(done, i), unique=unique, timeout=timeout,
+                   on_exception=partial(on_exception, i) if exceptions else None)
+        except errors.GearmanError as exc:
+            # Refused here ("write buffer full", "not connected"): this job
+            # and those after it fail with that reason.
+            for j in range(i, len(jobs)):
+                done(j, None, exc.err)
+            return
