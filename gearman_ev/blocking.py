@@ -772,7 +772,7 @@ class GearmanClient:
             CommandTimeout; ServerError; GearmanError("client closed");
             TypeError / ValueError for bad arguments.
         """
-        fname, load = _args.function(func), _args.payload(workload, "workload")
+        fname, load = _args.function(func), _payload(workload)
         priority = _priority(priority)
         call = _Call()
         kwargs = _job_kwargs(unique, timeout, call.on_exception if self._exceptions else None)
@@ -815,7 +815,7 @@ class GearmanClient:
             if not isinstance(job, tuple) or len(job) not in (2, 3):
                 raise TypeError("each job must be a (func, workload) or "
                                 "(func, workload, unique) tuple")
-            fname, load = _args.function(job[0]), _args.payload(job[1], "workload")
+            fname, load = _args.function(job[0]), _payload(job[1])
             unique = _args.unique(job[2]) if len(job) == 3 else b""
             _args.check_size(fname, unique, load)
             checked.append((fname, load, unique or None))
@@ -876,7 +876,7 @@ class GearmanClient:
         Raises: TimeoutError (the job may be queued all the same);
             ConnectionLost; ServerError; GearmanError("client closed").
         """
-        fname, load = _args.function(func), _args.payload(workload, "workload")
+        fname, load = _args.function(func), _payload(workload)
         priority = _priority(priority)
         kwargs = {"unique": _args.unique(unique) or None}
         seconds = _args.timeout(timeout)
@@ -904,7 +904,7 @@ class GearmanClient:
                          unique: Optional[Name] = None, timeout: Optional[float] = None) -> str:
         """A background job that runs at ``epoch`` (int Unix seconds); returns
         its handle. ``timeout``: seconds to wait for it (TimeoutError)."""
-        fname, load = _args.function(func), _args.payload(workload, "workload")
+        fname, load = _args.function(func), _payload(workload)
         _args.epoch(epoch)
         kwargs = {"unique": _args.unique(unique) or None}
         seconds = _args.timeout(timeout)
@@ -943,7 +943,7 @@ class GearmanClient:
 
         Raises: TimeoutError; ConnectionLost.
         """
-        echoed: bytes = self._ask(timeout, "echo", _args.payload(data))
+        echoed: bytes = self._ask(timeout, "echo", _payload(data, "payload"))
         return echoed
 
     # ===== Admin =====
@@ -990,6 +990,13 @@ class GearmanClient:
 
 
 # ===== Helpers =====
+
+def _payload(value: Any, what: str = "workload") -> Any:
+    """Checked here; handed on as bytes, or as the caller's own buffer (a
+    bytearray or memoryview: the connection checks and views it again)."""
+    load = _args.payload(value, what)
+    return load if type(load) is bytes else value
+
 
 def _priority(value: Any) -> str:
     if not isinstance(value, str):
