@@ -811,13 +811,16 @@ class GearmanClient:
             job, before any job is sent.
         """
         checked = []
+        function, payload, unique_of = _args.function, _payload, _args.unique
         for job in jobs:
-            if not isinstance(job, tuple) or len(job) not in (2, 3):
-                raise TypeError("each job must be a (func, workload) or "
-                                "(func, workload, unique) tuple")
-            fname, load = _args.function(job[0]), _payload(job[1])
-            unique = _args.unique(job[2]) if len(job) == 3 else b""
-            _args.check_size(fname, unique, load)
+            if type(job) is not tuple or len(job) not in (2, 3):
+                if not isinstance(job, tuple) or len(job) not in (2, 3):
+                    raise TypeError("each job must be a (func, workload) or "
+                                    "(func, workload, unique) tuple")
+            fname, load = function(job[0]), payload(job[1])
+            unique = unique_of(job[2]) if len(job) == 3 else b""
+            if len(fname) + len(unique) + len(load) + 2 > _args.MAX_PACKET:
+                _args.check_size(fname, unique, load)  # raises the ValueError
             checked.append((fname, load, unique or None))
         priority = _priority(priority)
         seconds = _args.timeout(timeout)
@@ -1026,10 +1029,14 @@ def _submit_batch(submit: Callable[..., None], jobs: List[Tuple[bytes, Any, Opti
     """In the loop's thread: every job of a batch in one iteration, so that
     they leave in one write."""
     done, on_exception = batch.done, batch.on_exception
+    plain = timeout is None and not exceptions  # the common case: fewer keywords
     for i, (func, load, unique) in enumerate(jobs):
         try:
-            submit(func, load, partial(done, i), unique=unique, timeout=timeout,
-                   on_exception=partial(on_exception, i) if exceptions else None)
+            if plain and unique is None:
+                submit(func, load, partial(done, i))
+            else:
+                submit(func, load, partial(done, i), unique=unique, timeout=timeout,
+                       on_exception=partial(on_exception, i) if exceptions else None)
         except errors.GearmanError as exc:
             # Refused here ("write buffer full", "not connected"): this job
             # and those after it fail with that reason.

@@ -268,6 +268,17 @@ def test_bad_servers(servers, exc):
         GearmanClient(servers)
 
 
+@pytest.mark.parametrize("options, exc", [
+    ({"connect_timeout": -1}, ValueError), ({"command_timeout": "1"}, TypeError),
+    ({"client_id": "two words"}, ValueError), ({"max_reconnect_attempts": 1.5}, TypeError),
+])
+def test_bad_options(gearmand, options, exc):
+    with pytest.raises(exc):
+        GearmanClient(gearmand.address, **options)
+    with pytest.raises(exc):
+        GearmanClient([gearmand.address, gearmand.address], **options)
+
+
 def test_tuple_and_list_specs_reach_the_server(gearmand):
     for servers in ((gearmand.host, gearmand.port), [(gearmand.host, gearmand.port)],
                     [gearmand.address]):
@@ -433,6 +444,16 @@ def test_dropped_client_stops_its_thread(gearmand):
     gc.collect()
     thread.join(WAIT)
     assert not thread.is_alive()
+
+
+def test_program_that_never_closes_exits_cleanly(gearmand):
+    script = ("import sys\n"
+              "from gearman_ev.blocking import GearmanClient\n"
+              "client = GearmanClient(sys.argv[1])\n"
+              "print(client.echo(b'bye', timeout=10).decode())\n")
+    proc = subprocess.run([sys.executable, "-c", script, gearmand.address], capture_output=True,
+                          text=True, timeout=30, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "bye\n", "")
 
 
 def test_blocking_call_from_the_loop_thread_is_refused(client, slow):
