@@ -131,6 +131,7 @@ TESTED = {
     "fanout", "priority_queue", "json_payload", "retry", "async_worker", "worker_pool",
     "graceful_worker", "cron_consumer", "exceptions", "admin", "monitoring", "reconnect",
     "multi_server", "unix_socket", "error_handling", "embed_libev", "threads",
+    "blocking_client",
 }
 
 
@@ -485,4 +486,21 @@ def test_threads(gearmand):
                                        for n in range(1, 13))
     summary = re.fullmatch(r"12 of 12 requests answered by (\d+) handler thread\(s\); "
                            r"every job submitted from the loop's thread: True", out[-1])
+    assert summary and 1 <= int(summary.group(1)) <= 4
+
+
+def test_blocking_client(gearmand):
+    out = lines(run("blocking_client", gearmand, "--requests", "12", "--threads", "4"))
+    expected = []
+    for n in range(1, 13):
+        user = f"ghost{n}" if n % 5 == 0 else f"user{n}"
+        if n % 5 == 0:
+            expected.append(f"GET /hello/{user} -> 404")
+        elif n % 3 == 0:
+            expected.append(f"GET /hello/{user} -> 200 [{user}:news] [{user}:weather]")
+        else:
+            expected.append(f"GET /hello/{user} -> 200 <h1>Hello, {user}!</h1>")
+    assert out[:-1] == expected
+    summary = re.fullmatch(r"12 of 12 requests answered by (\d+) handler thread\(s\) "
+                           r"through one GearmanClient", out[-1])
     assert summary and 1 <= int(summary.group(1)) <= 4
