@@ -41,6 +41,7 @@ bench: deps $(VENV)/.built
 	$(PY) bench/benchmark.py --worker
 	$(PY) bench/benchmark.py --memory
 	$(PY) bench/vs.py
+	$(PY) bench/blocking.py
 
 # --- C reliability checks (issue 7): by hand, not in CI ---
 

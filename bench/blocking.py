@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""The blocking client (gearman_ev.blocking.GearmanClient) beside the tool its
+users have today, pygearman, and beside gearman_ev's own libev front-end:
+jobs per second and the client's CPU time per job.
+
+  sequential  --seq round trips, one job at a time:
+                blocking   GearmanClient.submit_job() in a loop (the calling
+                           thread hands each job to the client's loop thread)
+                libev      Gearman.submit_job(), the next one from the callback
+                pygearman  GearmanClient.submit_job() in a loop
+  batch       -n jobs at once, results in order:
+                blocking   GearmanClient.submit_jobs()
+                libev      Gearman.submit_job() n times, results to callbacks
+                pygearman  GearmanClient.submit_multiple_jobs()
+
+One gearmand (-t 1, started here unless --host names one) and one echo
+worker (benchmark.py's, gearman_ev, in its own process) serve every client.
+Each measurement runs in a fresh child process that connects and makes one
+round trip before the clock starts; its CPU time is getrusage(RUSAGE_SELF),
+every thread of the process (the blocking client's loop thread included).
+The median of --runs repetitions, clients interleaved, is shown.
+pygearman comes with the `bench` extra: pip install -e '.[bench]'.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import benchmark  # noqa: E402  (the echo worker, the libev loops)
+from benchmark import FUNC, cpu_seconds, worker_main  # noqa: E402
+from vs import Failed, GearmanEv, PyGearman  # noqa: E402
+
+from gearman_ev.blocking import GearmanClient  # noqa: E402
+from gearman_ev.testing import LocalGearmand  # noqa: E402
+
+
+class Blocking:
+    dist = "gearman-ev"
+
+    def __init__(self, host, port, limit):
+        self.limit = limit
+        self.client = GearmanClient([f"{host}:{port}"])
+
+    def sequential(self, n, payload):
+        submit = self.client.submit_job
+        deadline = time.monotonic() + self.limit
+        for _ in range(n):
+            if submit(FUNC, payload, timeout=self.limit) != payload:
+                raise Failed("wrong result")
+        if time.monotonic() > deadline:
+            raise Failed("timeout")
+
+    def batch(self, n, payload):
+        results = self.client.submit_jobs([(FUNC, payload)] * n, timeout=self.limit)
+        if results != [payload] * n:
+            raise Failed("wrong results")
+
+    def close(self):
+        self.client.close()
+
+
+class Libev(GearmanEv):
+    batch = GearmanEv.pipelined
+
+
+class PyGearmanBatch(PyGearman):
+    batch = PyGearman.pipelined
+
+
+CLIENTS = {"blocking": Blocking, "libev": Libev, "pygearman": PyGearmanBatch}
+LABELS = {"blocking": "gearman_ev.blocking", "libev": "gearman_ev (libev)",
+          "pygearman": "pygearman"}
+WORKLOADS = (("sequential", "sequential round trips", "seq"),
+             ("batch", "batch, results in input order", "n"))
+
+
+def version(name):
+    """The installed version of a client's distribution, or None."""
+    try:
+        return importlib.metadata.version(CLIENTS[name].dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def child(name, workload, host, port, n, size, limit, out):
+    """One client, one workload, in a process of its own: sends
+    ("ok", jobs/s, CPU s/job) or ("error", text)."""
+    try:
+        client = CLIENTS[name](host, port, limit)
+        benchmark.LIMIT = limit
+        payload = b"x" * size
+        client.sequential(1, payload)  # connected, and one round trip made
+        start, cpu = time.perf_counter(), cpu_seconds()
+        getattr(client, workload)(n, payload)
+        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        client.close()
+        out.send(("ok", n / wall, cpu / n))
+    except BaseException as exc:  # noqa: BLE001 - reported in the table
+        out.send(("error", f"{type(exc).__name__}: {exc}"[:60]))
+
+
+def measure(ctx, name, workload, host, port, n, size, limit):
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=child, args=(name, workload, host, port, n, size, limit, send),
+                       daemon=True)
+    proc.start()
+    send.close()
+    got = recv.recv() if recv.poll(limit + 30) else ("error", f"killed after {limit + 30:.0f} s")
+    proc.join(10 if got[0] == "ok" else 0)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    return got
+
+
+def main(argv=None):
+    intro, rest = __doc__.split("\n\n", 1)
+    ap = argparse.ArgumentParser(description=intro, epilog=rest,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=10000, help="jobs in the batch (default 10000)")
+    ap.add_argument("--seq", type=int, default=2000, help="sequential round trips (default 2000)")
+    ap.add_argument("--runs", type=int, default=3, help="repetitions; the median is shown")
+    ap.add_argument("--size", type=int, default=10, help="payload bytes (default 10)")
+    ap.add_argument("--limit", type=float, default=120.0,
+                    help="seconds any one measurement may take (default 120)")
+    ap.add_argument("--host", help="use this gearmand instead of starting one")
+    ap.add_argument("--port", type=int, default=4730)
+    args = ap.parse_args(argv)
+    names = [c for c in CLIENTS if c != "pygearman" or version("pygearman")]
+    if "pygearman" not in names:
+        print("pygearman: not installed (pip install -e '.[bench]'), skipped")
+    counts = {"n": args.n, "seq": args.seq}
+
+    server = None
+    host, port = args.host, args.port
+    if host is None:
+        server = LocalGearmand(threads=1).start()
+        host, port = server.host, server.port
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    worker = ctx.Process(target=worker_main, args=(host, port, ready), daemon=True)
+    worker.start()
+    try:
+        if not ready.wait(10):
+            raise SystemExit("worker did not connect")
+        print(f"on gearmand {host}:{port}, one echo worker (gearman_ev) in its own process; "
+              f"payload {args.size} bytes; {os.cpu_count()} CPUs; load average "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+        results = {(c, w): [] for c in names for w, _, _ in WORKLOADS}
+        for run in range(args.runs):
+            for workload, _, key in WORKLOADS:
+                for name in names:
+                    got = measure(ctx, name, workload, host, port, counts[key], args.size,
+                                  args.limit)
+                    results[(name, workload)].append(got)
+                    shown = f"{got[1]:,.0f} jobs/s" if got[0] == "ok" else " ".join(got)
+                    print(f"  run {run + 1}: {name:<10}{workload:<11}{shown}",
+                          file=sys.stderr, flush=True)
+        table(results, names, counts, args.runs)
+    finally:
+        worker.terminate()
+        worker.join(5)
+        if server is not None:
+            server.close()
+
+
+def table(results, names, counts, runs):
+    for workload, title, key in WORKLOADS:
+        print(f"\n{title}, {counts[key]:,} jobs (median of {runs})")
+        print(f"  {'client':<26}{'jobs/s':>10}{'CPU µs/job':>13}   blocking's rate/CPU is")
+        ours = median_of(results[("blocking", workload)])
+        for name in names:
+            m = median_of(results[(name, workload)])
+            label = f"{LABELS[name]} {version(name) or ''}".rstrip()
+            if m is None:
+                bad = [r for r in results[(name, workload)] if r[0] != "ok"]
+                print(f"  {label:<26}{bad[0][1] if bad else 'n/a'}")
+                continue
+            rate, cpu = m
+            versus = "" if name == "blocking" or ours is None else \
+                f"   {ours[0] / rate:.2f}x / {ours[1] / cpu:.2f}x"
+            print(f"  {label:<26}{rate:>10,.0f}{cpu * 1e6:>13.1f}{versus}")
+
+
+def median_of(replies):
+    ok = [r for r in replies if r[0] == "ok"]
+    if not ok or len(ok) < len(replies):
+        return None
+    return tuple(statistics.median(r[i] for r in ok) for i in (1, 2))
+
+
+if __name__ == "__main__":
+    main()
