@@ -560,7 +560,7 @@ class _Core:
         # The hand-off's wake-up call, and what keeps the loop running until close.
         self.wake = self.loop.async_(self._drain)
         self.wake.start()
-        self.thread = threading.Thread(target=self.loop.start, name="gearman_ev-blocking",
+        self.thread = threading.Thread(target=self._run, name="gearman_ev-blocking",
                                        daemon=True)
         self.thread.start()
         self.ident = self.thread.ident
@@ -576,6 +576,17 @@ class _Core:
                 raise errors.GearmanError(errors.CLIENT_CLOSED)
             self.queue.append((waiter, fn, args, kwargs))
         self.wake.send()
+
+    def _run(self) -> None:
+        # Until _shutdown stops the Async. A SystemExit or KeyboardInterrupt
+        # raised by a Future's done-callback ends start() (ev's rule for the
+        # loop's own thread): here no one would catch it and every waiting
+        # call would hang, so it is logged and the loop goes on.
+        while self.wake.active:
+            try:
+                self.loop.start()
+            except BaseException:  # noqa: BLE001 - see above
+                log.exception("gearman_ev.blocking: raised in the client's loop thread")
 
     def _drain(self, watcher: Any, revents: int) -> None:
         queue = self.queue

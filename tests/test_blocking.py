@@ -474,6 +474,17 @@ def test_blocking_call_from_the_loop_thread_is_refused(client, slow):
     assert seen[1].result(WAIT) == b"ko"
 
 
+def test_done_callback_raising_systemexit_leaves_the_client_working(client, slow, caplog):
+    def leave(future):
+        if threading.current_thread().name == "gearman_ev-blocking":
+            raise SystemExit(3)
+    future = client.submit_job_future(slow, b"300:x", timeout=WAIT)
+    future.add_done_callback(leave)
+    assert future.result(WAIT) == b"x"
+    assert client.submit_job(slow, b"0:still here", timeout=WAIT) == b"ereh llits"
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [SystemExit]
+
+
 # ===== Reconnect =====
 
 def test_reconnects_by_default_after_a_server_restart(own_gearmand):
