@@ -12,6 +12,10 @@ jobs per second and the client's CPU time per job.
                 blocking   GearmanClient.submit_jobs()
                 libev      Gearman.submit_job() n times, results to callbacks
                 pygearman  GearmanClient.submit_multiple_jobs()
+  threads     --seq round trips spread over --threads threads, each one job
+              at a time (a threaded web app's handlers):
+                blocking   one GearmanClient shared by every thread
+                pygearman  one GearmanClient per thread (it is not thread-safe)
 
 One gearmand (-t 1, started here unless --host names one) and one echo
 worker (benchmark.py's, gearman_ev, in its own process) serve every client.
@@ -29,6 +33,7 @@ import multiprocessing
 import os
 import statistics
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -63,6 +68,9 @@ class Blocking:
         if results != [payload] * n:
             raise Failed("wrong results")
 
+    def threads(self, n, payload):
+        in_threads(THREADS, lambda i: self.sequential(n // THREADS, payload))
+
     def close(self):
         self.client.close()
 
@@ -74,12 +82,51 @@ class Libev(GearmanEv):
 class PyGearmanBatch(PyGearman):
     batch = PyGearman.pipelined
 
+    def __init__(self, host, port, limit):
+        super().__init__(host, port, limit)
+        self.args = (host, port, limit)
+
+    def setup_threads(self, payload):
+        # Its clients are not thread-safe: one per thread, made and warmed up
+        # before the clock starts, as a threaded app makes them once.
+        self.per_thread = [PyGearman(*self.args) for _ in range(THREADS)]
+        for c in self.per_thread:
+            c.sequential(1, payload)
+
+    def threads(self, n, payload):
+        in_threads(THREADS, lambda i: self.per_thread[i].sequential(n // THREADS, payload))
+
+    def close(self):
+        for c in getattr(self, "per_thread", ()):
+            c.close()
+        super().close()
+
+
+def in_threads(count, body):
+    """Run body(i) in ``count`` threads at once; re-raise the first failure."""
+    failures = []
+
+    def run(i):
+        try:
+            body(i)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            failures.append(exc)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+
 
 CLIENTS = {"blocking": Blocking, "libev": Libev, "pygearman": PyGearmanBatch}
 LABELS = {"blocking": "gearman_ev.blocking", "libev": "gearman_ev (libev)",
           "pygearman": "pygearman"}
+THREADS = 8
 WORKLOADS = (("sequential", "sequential round trips", "seq"),
-             ("batch", "batch, results in input order", "n"))
+             ("batch", "batch, results in input order", "n"),
+             ("threads", f"sequential round trips in {THREADS} threads at once", "seq"))
 
 
 def version(name):
@@ -95,9 +142,15 @@ def child(name, workload, host, port, n, size, limit, out):
     ("ok", jobs/s, CPU s/job) or ("error", text)."""
     try:
         client = CLIENTS[name](host, port, limit)
+        if not hasattr(client, workload):
+            out.send(("n/a",))
+            return
         benchmark.LIMIT = limit
         payload = b"x" * size
         client.sequential(1, payload)  # connected, and one round trip made
+        setup = getattr(client, f"setup_{workload}", None)
+        if setup is not None:
+            setup(payload)
         start, cpu = time.perf_counter(), cpu_seconds()
         getattr(client, workload)(n, payload)
         wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
@@ -162,6 +215,8 @@ def main(argv=None):
                                   args.limit)
                     results[(name, workload)].append(got)
                     shown = f"{got[1]:,.0f} jobs/s" if got[0] == "ok" else " ".join(got)
+                    if got[0] == "n/a":
+                        continue
                     print(f"  run {run + 1}: {name:<10}{workload:<11}{shown}",
                           file=sys.stderr, flush=True)
         table(results, names, counts, args.runs)
@@ -181,8 +236,8 @@ def table(results, names, counts, runs):
             m = median_of(results[(name, workload)])
             label = f"{LABELS[name]} {version(name) or ''}".rstrip()
             if m is None:
-                bad = [r for r in results[(name, workload)] if r[0] != "ok"]
-                print(f"  {label:<26}{bad[0][1] if bad else 'n/a'}")
+                bad = [r for r in results[(name, workload)] if r[0] == "error"]
+                print(f"  {label:<26}{bad[0][1] if bad else 'n/a':>10}")
                 continue
             rate, cpu = m
             versus = "" if name == "blocking" or ours is None else \
