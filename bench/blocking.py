@@ -4,12 +4,14 @@ users have today, pygearman, and beside gearman_ev's own libev front-end:
 jobs per second and the client's CPU time per job.
 
   sequential  --seq round trips, one job at a time:
-                blocking   GearmanClient.submit_job() in a loop (the calling
-                           thread hands each job to the client's loop thread)
+                blocking   GearmanClient.submit_job() in a loop, from the main
+                           thread (which hands each job to the client's thread)
+                thread     the same from another thread (which runs the
+                           client's loop itself while it waits)
                 libev      Gearman.submit_job(), the next one from the callback
                 pygearman  GearmanClient.submit_job() in a loop
   batch       -n jobs at once, results in order:
-                blocking   GearmanClient.submit_jobs()
+                blocking   GearmanClient.submit_jobs() (thread: from another thread)
                 libev      Gearman.submit_job() n times, results to callbacks
                 pygearman  GearmanClient.submit_multiple_jobs()
   threads     --seq round trips spread over --threads threads, each one job
@@ -75,6 +77,21 @@ class Blocking:
         self.client.close()
 
 
+class BlockingInThread(Blocking):
+    """The same calls, made from a thread other than the main thread (a web
+    app's handler): the client then runs its loop in the calling thread
+    when it is free, where the main thread hands over to the client's own
+    thread (ev's start() is dearer there: see gearman_ev/blocking.py)."""
+
+    def sequential(self, n, payload):
+        in_threads(1, lambda i: Blocking.sequential(self, n, payload))
+
+    def batch(self, n, payload):
+        in_threads(1, lambda i: Blocking.batch(self, n, payload))
+
+    threads = None
+
+
 class Libev(GearmanEv):
     batch = GearmanEv.pipelined
 
@@ -120,9 +137,10 @@ def in_threads(count, body):
         raise failures[0]
 
 
-CLIENTS = {"blocking": Blocking, "libev": Libev, "pygearman": PyGearmanBatch}
-LABELS = {"blocking": "gearman_ev.blocking", "libev": "gearman_ev (libev)",
-          "pygearman": "pygearman"}
+CLIENTS = {"blocking": Blocking, "thread": BlockingInThread, "libev": Libev,
+           "pygearman": PyGearmanBatch}
+LABELS = {"blocking": "blocking, main thread", "thread": "blocking, other thread",
+          "libev": "gearman_ev (libev)", "pygearman": "pygearman"}
 THREADS = 8
 WORKLOADS = (("sequential", "sequential round trips", "seq"),
              ("batch", "batch, results in input order", "n"),
@@ -142,7 +160,7 @@ def child(name, workload, host, port, n, size, limit, out):
     ("ok", jobs/s, CPU s/job) or ("error", text)."""
     try:
         client = CLIENTS[name](host, port, limit)
-        if not hasattr(client, workload):
+        if getattr(client, workload, None) is None:
             out.send(("n/a",))
             return
         benchmark.LIMIT = limit
@@ -230,19 +248,24 @@ def main(argv=None):
 def table(results, names, counts, runs):
     for workload, title, key in WORKLOADS:
         print(f"\n{title}, {counts[key]:,} jobs (median of {runs})")
-        print(f"  {'client':<26}{'jobs/s':>10}{'CPU µs/job':>13}   blocking's rate/CPU is")
-        ours = median_of(results[("blocking", workload)])
+        print(f"  {'client':<26}{'jobs/s':>9}{'CPU µs/job':>12}"
+              f"{'rate vs libev':>15}{'rate, CPU vs pygearman':>25}")
+        got = {name: median_of(results[(name, workload)]) for name in names}
         for name in names:
-            m = median_of(results[(name, workload)])
             label = f"{LABELS[name]} {version(name) or ''}".rstrip()
+            m = got[name]
             if m is None:
                 bad = [r for r in results[(name, workload)] if r[0] == "error"]
-                print(f"  {label:<26}{bad[0][1] if bad else 'n/a':>10}")
+                print(f"  {label:<26}{bad[0][1] if bad else 'n/a':>9}")
                 continue
             rate, cpu = m
-            versus = "" if name == "blocking" or ours is None else \
-                f"   {ours[0] / rate:.2f}x / {ours[1] / cpu:.2f}x"
-            print(f"  {label:<26}{rate:>10,.0f}{cpu * 1e6:>13.1f}{versus}")
+            line = f"  {label:<26}{rate:>9,.0f}{cpu * 1e6:>12.1f}"
+            if name in ("blocking", "thread"):
+                libev, pyg = got.get("libev"), got.get("pygearman")
+                line += f"{rate / libev[0]:>14.2f}x" if libev else f"{'':>15}"
+                if pyg:
+                    line += f"{rate / pyg[0]:>17.2f}x, {cpu / pyg[1]:.2f}x"
+            print(line)
 
 
 def median_of(replies):

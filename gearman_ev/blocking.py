@@ -10,13 +10,16 @@ For programs without an event loop (WSGI apps, scripts, task runners)::
         client.submit_jobs([("reverse", b"a"), ("reverse", b"b")])  # -> [b"a", b"b"]
         future = client.submit_job_future("reverse", b"x")  # concurrent.futures
 
-The client runs a private libev loop in a daemon thread; its connections
-belong to that thread. Every method may be called from any thread at once:
-it hands its request to the loop's thread and blocks until the reply. A
-failure is raised as the exception of API.md 16 for its err string
-(``gearman_ev.errors``): ``JobFailed``, ``JobException`` (``.data``),
-``JobTimeout``, ``CommandTimeout``, ``ConnectionLost``, ``ServerError``, or
-a plain ``GearmanError``.
+The client has a private libev loop and a daemon thread that runs it.
+Every method may be called from any thread at once, and blocks until its
+reply is in. A call that finds the loop idle runs it itself until then (no
+thread hand-off: one call at a time costs about what the libev front-end
+costs); a call made while another thread runs the loop, or from the main
+thread, hands its request over and waits. A failure is raised as the
+exception of API.md 16 for its err string (``gearman_ev.errors``):
+``JobFailed``, ``JobException`` (``.data``), ``JobTimeout``,
+``CommandTimeout``, ``ConnectionLost``, ``ServerError``, or a plain
+``GearmanError``.
 
 Two kinds of timeout, never confused: a job's ``timeout=`` (``submit_job``,
 ``submit_jobs``, ``submit_job_future``) is the job's own deadline and raises
@@ -25,13 +28,16 @@ raises the built-in ``TimeoutError``. Either way the request stays sent (the
 protocol cannot take it back) and its late reply is dropped.
 
 What must stay true here:
-- Nothing but the loop's thread touches a connection or the loop. Other
-  threads only append to the hand-off queue (under ``_Core.lock``, which
-  also orders every request before the close that ends the thread) and wake
-  the loop with one ``ev.Async`` send; that Async also keeps the loop running.
+- One thread at a time runs the loop and touches the connections: the one
+  holding ``_Core.own``. Other threads only append to the hand-off queue
+  (under ``_Core.lock``, which also orders every request before the close)
+  and wake the loop with one ``ev.Async`` send.
+- No request is left without a thread to run the loop for it: whoever lets
+  go of ``own`` while a request is unanswered (``started != finished``)
+  wakes the daemon thread, which runs the loop until none is.
 - Every waiting call is released exactly once: by its reply, by the
   "disconnected" drain of ``close()``, or by the exception that kept its
-  request from being queued.
+  request from being sent.
 - Arguments are checked in the caller's thread, before the state checks
   ("client closed"), so a bad call fails the same way in every state.
 - How the client reaches its servers is decided in one place,
@@ -47,6 +53,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import weakref
 from concurrent.futures import Future, InvalidStateError
 from functools import partial
@@ -73,6 +80,7 @@ DEFAULT_PORT = 4730
 _PRIORITIES = ("high", "normal", "low")
 _get_ident = threading.get_ident
 _allocate_lock = threading.Lock
+_monotonic = time.monotonic
 
 
 # ===== Fork =====
@@ -158,15 +166,67 @@ def _gearman_for(address: _Address, loop: ev.Loop, options: Mapping[str, Any],
     return Gearman(address[1], address[2], loop=loop, **options, **hooks)
 
 
-def _connect(addresses: List[_Address], loop: ev.Loop, options: Mapping[str, Any]) -> _Conn:
-    """The client's connection(s) on ``loop``: the one place that knows how
-    servers are reached. One server: a ``Gearman``. Several: today the
-    interim ``_RoundRobin``; ``GearmanPool(specs, loop=loop, **options)``
-    (API.md 11) takes its place here once it exists, with the same callback
-    API, and nothing else in this module changes."""
+class _Health:
+    """Which of a client's connections are up, kept by their on_connect /
+    on_disconnect / on_error hooks (which log errors as Gearman's default
+    on_error does). ``settled()``: no connection is on its way up, so the
+    loop has nothing to do until a request comes."""
+
+    def __init__(self, names: List[str]) -> None:
+        self.names = names
+        self.up = [False] * len(names)
+        self.gave_up = [False] * len(names)
+        self.conns: List[Gearman] = []
+        self.on_up: Optional[Callable[[int], None]] = None
+        self.on_down: Optional[Callable[[], None]] = None
+        self.changed: Optional[Callable[[], None]] = None
+
+    def hooks(self, i: int) -> Dict[str, Any]:
+        return dict(on_connect=partial(self._connected, i), on_disconnect=partial(self._lost, i),
+                    on_error=partial(self._error, i))
+
+    def _connected(self, i: int) -> None:
+        self.up[i] = True
+        self.gave_up[i] = False
+        if self.on_up is not None:
+            self.on_up(i)
+        if self.changed is not None:
+            self.changed()
+
+    def _lost(self, i: int) -> None:
+        self.up[i] = False
+
+    def _error(self, i: int, err: str) -> None:
+        self.up[i] = False
+        if err == errors.MAX_RECONNECTS:
+            self.gave_up[i] = True
+        log.warning("%s: %s", self.names[i], err)
+        if self.on_down is not None:
+            self.on_down()
+        if self.changed is not None:
+            self.changed()
+
+    def may_come_up(self, i: int) -> bool:
+        g = self.conns[i]
+        return g.is_connected or (g.reconnect_enabled and not self.gave_up[i])
+
+    def settled(self) -> bool:
+        return all(up or not self.may_come_up(i) for i, up in enumerate(self.up))
+
+
+def _connect(addresses: List[_Address], loop: ev.Loop,
+             options: Mapping[str, Any]) -> Tuple[_Conn, _Health]:
+    """The client's connection(s) on ``loop``, and their health: the one
+    place that knows how servers are reached. One server: a ``Gearman``.
+    Several: today the interim ``_RoundRobin``; ``GearmanPool(specs,
+    loop=loop, **options)`` (API.md 11) takes its place here once it exists,
+    with the same callback API, and nothing else in this module changes."""
     if len(addresses) == 1:
-        return _gearman_for(addresses[0], loop, options)
-    return _RoundRobin(addresses, loop, options)
+        health = _Health([_spec_name(addresses[0])])
+        health.conns.append(_gearman_for(addresses[0], loop, options, **health.hooks(0)))
+        return health.conns[0], health
+    pool = _RoundRobin(addresses, loop, options)
+    return pool, pool.health
 
 
 _Held = Tuple[Optional[bytes], Callable[[Gearman], None], Callback, float]
@@ -184,7 +244,7 @@ class _RoundRobin:
     A request already sent to a server that drops fails with "disconnected"
     (never re-sent: it may have run). Admin calls ask every server and give
     ``{server: text}``; a server that is down answers None and the call's
-    err is the first error. Runs in the loop's thread only.
+    err is the first error. Used only by the thread running the loop.
     """
 
     #: Handles of background jobs remembered for get_status (oldest dropped).
@@ -195,41 +255,32 @@ class _RoundRobin:
         self._loop = loop
         self.names = [_spec_name(a) for a in addresses]
         self._keys = [name.encode() for name in self.names]
-        self._up = [False] * len(addresses)
-        self._gave_up = [False] * len(addresses)
+        self.health = _Health(self.names)
+        self.health.on_up = self._connected
+        self.health.on_down = self._down
+        self._up = self.health.up
         self._next = 0
         self._connect_timeout = float(options.get("connect_timeout") or 0)
         self._held: Deque[_Held] = collections.deque()  # waiting for a first server
         self._handles: Dict[str, Gearman] = {}
         self._timer = loop.timer(0, 0, self._on_timer)
-        self.conns: List[Gearman] = [
-            _gearman_for(address, loop, options, on_connect=partial(self._connected, i),
-                         on_disconnect=partial(self._lost, i), on_error=partial(self._error, i))
-            for i, address in enumerate(addresses)]
+        self.conns = self.health.conns
+        for i, address in enumerate(addresses):
+            self.conns.append(_gearman_for(address, loop, options, **self.health.hooks(i)))
 
     # -- server state --
 
     def _connected(self, i: int) -> None:
-        self._up[i] = True
-        self._gave_up[i] = False
         held, self._held = self._held, collections.deque()
         for key, request, cb, deadline in held:
             self._request(key, cb, request, deadline)
 
-    def _lost(self, i: int) -> None:
-        self._up[i] = False
-
-    def _error(self, i: int, err: str) -> None:
-        self._up[i] = False
-        if err == errors.MAX_RECONNECTS:
-            self._gave_up[i] = True
-        log.warning("%s: %s", self.names[i], err)  # what Gearman's default on_error does
+    def _down(self) -> None:
         if self._held and not self._may_come_up():
             self._fail_held(errors.NO_SERVER)
 
     def _may_come_up(self) -> bool:
-        return any(g.is_connected or (g.reconnect_enabled and not gave_up)
-                   for g, gave_up in zip(self.conns, self._gave_up))
+        return any(self.health.may_come_up(i) for i in range(len(self.conns)))
 
     # -- routing --
 
@@ -423,15 +474,18 @@ _Conn = Union[Gearman, _RoundRobin]
 
 
 # ===== Waiting for a reply =====
+# Every waiter is counted: ``_Core.started`` when its request is handed in,
+# ``_Core.finished`` when it is answered (only ever by the thread that runs
+# the loop). The lock a waiter is created holding is released exactly once,
+# when it is answered: it is what the caller blocks on.
 
 class _Call:
-    """One blocking call: its reply lands here (in the loop's thread) and
-    releases the lock the caller waits on. The lock is handed over, not
-    shared: acquired at birth, released exactly once."""
+    """One blocking call: its reply lands here and releases the caller."""
 
-    __slots__ = ("lock", "result", "err", "data", "exc")
+    __slots__ = ("core", "lock", "result", "err", "data", "exc")
 
-    def __init__(self) -> None:
+    def __init__(self, core: _Core) -> None:
+        self.core = core
         self.lock = _allocate_lock()
         self.lock.acquire()
         self.result: Any = None
@@ -442,6 +496,7 @@ class _Call:
     def done(self, result: Any, err: Optional[str]) -> None:
         self.result = result
         self.err = err
+        self.core.answered()
         self.lock.release()
 
     def on_exception(self, data: bytes) -> None:
@@ -450,15 +505,11 @@ class _Call:
     def fail(self, exc: BaseException) -> None:
         """The request was refused before it was queued."""
         self.exc = exc
+        self.core.answered()
         self.lock.release()
 
-    def wait(self, timeout: float) -> Any:
-        """The reply, or raise. ``timeout`` 0: wait as long as it takes."""
-        if timeout:
-            if not self.lock.acquire(True, timeout):
-                raise TimeoutError(f"no reply within {timeout:g} s")
-        else:
-            self.lock.acquire()
+    def outcome(self) -> Any:
+        """The reply, or raise (once answered)."""
         if self.exc is not None:
             raise self.exc
         if self.err is not None:
@@ -470,9 +521,10 @@ class _Batch:
     """``submit_jobs``: every job's reply lands in its own slot; the last
     one releases the caller."""
 
-    __slots__ = ("lock", "results", "errs", "data", "left", "exc")
+    __slots__ = ("core", "lock", "results", "errs", "data", "left", "exc")
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, core: _Core, n: int) -> None:
+        self.core = core
         self.lock = _allocate_lock()
         self.lock.acquire()
         self.results: List[Any] = [None] * n
@@ -486,6 +538,7 @@ class _Batch:
         self.errs[i] = err
         self.left -= 1
         if self.left == 0:
+            self.core.answered()
             self.lock.release()
 
     def on_exception(self, i: int, data: bytes) -> None:
@@ -495,16 +548,18 @@ class _Batch:
         if self.exc is None and self.left > 0:
             self.exc = exc
             self.left = -1  # the replies still to come no longer count
+            self.core.answered()
             self.lock.release()
 
 
 class _FutureCall:
-    """``submit_job_future``: the reply completes a Future (in the loop's
-    thread, where the Future's done-callbacks then run)."""
+    """``submit_job_future``: the reply completes a Future, in the thread
+    that runs the loop (where the Future's done-callbacks then run)."""
 
-    __slots__ = ("future", "data")
+    __slots__ = ("core", "future", "data")
 
-    def __init__(self, future: Future[Any]) -> None:
+    def __init__(self, core: _Core, future: Future[Any]) -> None:
+        self.core = core
         self.future = future
         self.data: Optional[bytes] = None
 
@@ -521,6 +576,7 @@ class _FutureCall:
         self._settle(None, exc)
 
     def _settle(self, result: Any, exc: Optional[BaseException]) -> None:
+        self.core.answered()  # first: a done-callback may raise anything
         future = self.future
         if future.cancelled():
             return  # the caller gave up on it: the result is dropped
@@ -537,58 +593,255 @@ _Waiter = Union[_Call, _Batch, _FutureCall]
 _Item = Tuple[Optional[_Waiter], Callable[..., None], Tuple[Any, ...], Dict[str, Any]]
 
 
-# ===== The loop's thread =====
+# ===== Who runs the loop =====
+
+#: How often the client's thread runs the loop once when it has nothing to
+#: wait for: a connection that dropped meanwhile is seen (and reconnected)
+#: within this many seconds.
+IDLE_CHECK = 0.25
+#: A call that finds the loop unwatched for this long runs it once before
+#: sending: a drop that happened meanwhile is handled before its request.
+_IDLE_GAP = 0.05
+
 
 class _Core:
-    """One process's loop, thread and connection(s) for a client."""
+    """One process's loop, connection(s) and daemon thread for a client.
+
+    The loop runs in one thread at a time, the one holding ``own``: the
+    daemon thread, or a thread inside a blocking call. A blocking call that
+    finds ``own`` free takes it and runs the loop itself until its reply is
+    in (it leads): no thread hand-off at all, so a thread making one call at
+    a time pays what the libev front-end pays. A call that finds ``own``
+    taken hands its request over (the queue and one Async send) and waits
+    on its own lock; the holder sends it. The main thread always hands over
+    (see ``call``). Whoever lets go of ``own`` with a request unanswered
+    wakes the daemon thread, which runs the loop until every request is
+    answered (futures too), and while a connection is on its way up. With
+    nothing to wait for, the daemon runs the loop once every IDLE_CHECK
+    seconds, so that a connection the server closed is noticed and
+    reconnected without a request.
+    """
 
     def __init__(self, addresses: List[_Address], options: Mapping[str, Any]) -> None:
         self.gen = _fork_gen
         self.loop = ev.Loop()
-        # Made here, in the caller's thread, before the loop's thread runs: a
-        # bad option raises from the constructor, and the connect starts now.
-        conn = self.conn = _connect(addresses, self.loop, options)
+        # Made here, in the caller's thread, before any thread runs the loop:
+        # a bad option raises from the constructor, and the connect starts now.
+        conn, self.health = _connect(addresses, self.loop, options)
+        self.health.changed = self._idle
+        self.conn = conn
         self.submit_fg: Dict[str, Callable[..., None]] = {
             "high": conn.submit_job_high, "normal": conn.submit_job, "low": conn.submit_job_low}
         self.submit_bg: Dict[str, Callable[..., None]] = {
             "high": conn.submit_job_high_bg, "normal": conn.submit_job_bg,
             "low": conn.submit_job_low_bg}
-        # (waiter, fn, args, kwargs): fn(*args, **kwargs) runs in the loop's thread.
+        self.lock = threading.Lock()  # guards queue, closed and started
+        self.own = threading.Lock()
+        # The daemon thread sleeps on it; ring() releases it. A binary
+        # semaphore: a ring that comes before the sleep is not lost.
+        self.bell = threading.Lock()
+        self.bell.acquire()
+        self.runner: Optional[int] = None  # the thread holding own, while it does
         self.queue: Deque[_Item] = collections.deque()
-        self.lock = threading.Lock()
-        self.closed = False
-        # The hand-off's wake-up call, and what keeps the loop running until close.
+        self.started = 0
+        self.finished = 0
+        self.closed = False  # close() was called: no new request
+        self.down = False  # the shutdown ran: nothing left to run
+        self.last_run = 0.0
+        self.hold = False  # the Async's drain waits (see _catch_up)
+        self.main = threading.main_thread().ident
+        # A hand-off's wake-up call for whoever runs the loop; it also keeps
+        # the loop's start() from returning for want of watchers.
         self.wake = self.loop.async_(self._drain)
         self.wake.start()
-        self.thread = threading.Thread(target=self._run, name="gearman_ev-blocking",
+        self.thread = threading.Thread(target=self._daemon, name="gearman_ev-blocking",
                                        daemon=True)
         self.thread.start()
-        self.ident = self.thread.ident
 
-    def put(self, waiter: Optional[_Waiter], fn: Callable[..., None], args: Tuple[Any, ...],
-            kwargs: Dict[str, Any]) -> None:
-        """Queue ``fn(*args, **kwargs)`` for the loop's thread (from any thread).
+    # -- from the callers' threads --
+
+    def call(self, waiter: Union[_Call, _Batch], fn: Callable[..., None],
+             args: Tuple[Any, ...], kwargs: Dict[str, Any], timeout: float) -> bool:
+        """Run ``fn(*args, **kwargs)`` on the connection and wait until
+        ``waiter`` is answered; False if ``timeout`` (seconds, 0: none) passed
+        first.
+
+        Raises: GearmanError("client closed"), GearmanError("wrong thread")
+        from the thread running the loop (it would wait for itself).
+        """
+        me = _get_ident()
+        with self.lock:
+            if self.closed:
+                raise errors.GearmanError(errors.CLIENT_CLOSED)
+            if self.runner == me:
+                raise errors.GearmanError(errors.WRONG_THREAD)
+            self.started += 1
+            lead = self.own.acquire(False)
+            ring = lead and me == self.main
+            if ring:
+                # ev.Loop.start() in the main thread installs and removes a
+                # SIGINT handler and a wakeup fd each time (six system calls):
+                # dearer than handing over to the daemon thread.
+                self.own.release()
+                lead = False
+            if not lead:
+                self.queue.append((waiter, fn, args, kwargs))
+        if lead:
+            return self._lead(me, waiter, fn, args, kwargs, timeout)
+        if ring:
+            self.ring()
+        self.wake.send()
+        if timeout:
+            return waiter.lock.acquire(True, timeout)
+        return waiter.lock.acquire()
+
+    def submit(self, waiter: _FutureCall, fn: Callable[..., None], args: Tuple[Any, ...],
+               kwargs: Dict[str, Any]) -> None:
+        """Queue ``fn(*args, **kwargs)`` without waiting; the daemon thread
+        sees it answered.
 
         Raises: GearmanError("client closed").
         """
         with self.lock:
             if self.closed:
                 raise errors.GearmanError(errors.CLIENT_CLOSED)
+            self.started += 1
             self.queue.append((waiter, fn, args, kwargs))
+        self.ring()
         self.wake.send()
 
-    def _run(self) -> None:
-        # Until _shutdown stops the Async. A SystemExit or KeyboardInterrupt
-        # raised by a Future's done-callback ends start() (ev's rule for the
-        # loop's own thread): here no one would catch it and every waiting
-        # call would hang, so it is logged and the loop goes on.
-        while self.wake.active:
-            try:
-                self.loop.start()
-            except BaseException:  # noqa: BLE001 - see above
-                log.exception("gearman_ev.blocking: raised in the client's loop thread")
+    def close(self, wait: Optional[float]) -> None:
+        """Close the connection(s) and end the daemon thread (from any
+        thread); ``wait``: seconds to wait for the thread (None: until it
+        has ended)."""
+        if self.gen != _fork_gen:
+            self.closed = True  # the parent's: nothing of it runs in this process
+            return
+        with self.lock:
+            first = not self.closed
+            if first:
+                self.closed = True
+                self.started += 1
+                self.queue.append((None, self._shutdown, (), {}))
+        if first:
+            self.ring()
+            self.wake.send()
+        if self.runner != _get_ident() and self.thread.ident != _get_ident():
+            self.thread.join(wait)  # the thread running the loop cannot wait for it
 
-    def _drain(self, watcher: Any, revents: int) -> None:
+    # -- running the loop (holding own) --
+
+    def _lead(self, me: int, waiter: Union[_Call, _Batch], fn: Callable[..., None],
+              args: Tuple[Any, ...], kwargs: Dict[str, Any], timeout: float) -> bool:
+        self.runner = me
+        try:
+            if not self.down:
+                self._catch_up(True)  # also sends what others handed in before
+            if self.down:  # a close() came first (the drain ran its shutdown)
+                waiter.fail(errors.ConnectionLost(errors.DISCONNECTED))
+                return True
+            try:
+                fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - the caller's
+                waiter.fail(exc)
+            lock = waiter.lock
+            if lock.acquire(False):
+                return True
+            expired: List[bool] = []
+            timer = None
+            if timeout:
+                timer = self.loop.timer(timeout, 0, lambda w, r: expired.append(True))
+                timer.start()
+            try:
+                while not expired:
+                    self._iterate(ev.EVRUN_ONCE, True)
+                    if lock.acquire(False):
+                        return True
+                return False
+            finally:
+                if timer is not None:
+                    timer.stop()
+        finally:
+            self._let_go()
+
+    def _catch_up(self, leader: bool) -> None:
+        """Taking over the loop: after a while unwatched, let it see what
+        happened meanwhile (a connection the server closed) before anything
+        new is sent on it; then send what was handed in."""
+        if _monotonic() - self.last_run > _IDLE_GAP:
+            self.hold = True
+            try:
+                self._iterate(ev.EVRUN_NOWAIT, leader)
+            finally:
+                self.hold = False
+        self._drain()
+
+    def _let_go(self) -> None:
+        self.runner = None
+        self.last_run = _monotonic()
+        self.own.release()
+        # Anything unanswered (a waiter that came meanwhile, a future, the
+        # close) or a connection on its way up: the daemon runs it. Read
+        # after the release: a request that found own taken counted itself
+        # in started before it tried.
+        if self.started != self.finished or not self.health.settled():
+            self.ring()
+
+    def answered(self) -> None:
+        """A waiter was answered (by the thread running the loop)."""
+        self.finished += 1
+        if self.finished == self.started:
+            self._idle()
+
+    def _idle(self) -> None:
+        # Nothing left to wait for: the daemon thread's run of the loop ends
+        # (a leader runs one iteration at a time: a stop changes nothing).
+        if self.runner == self.thread.ident and self.health.settled():
+            self.loop.stop()
+
+    def ring(self) -> None:
+        """Wake the daemon thread (from any thread)."""
+        try:
+            self.bell.release()
+        except RuntimeError:
+            pass  # rung already, not yet heard
+
+    def _iterate(self, flags: int, leader: bool) -> None:
+        try:
+            self.loop.start(flags)
+        except KeyboardInterrupt:
+            if leader:
+                raise  # Ctrl-C in the caller: out of its call (ev's rule: between events)
+            log.exception("gearman_ev.blocking: raised in the client's thread")
+        except BaseException:  # noqa: BLE001 - a SystemExit from a Future's done-callback
+            # Nobody waiting here could catch it: logged, and the loop goes on.
+            log.exception("gearman_ev.blocking: raised while running the client's loop")
+
+    def _daemon(self) -> None:
+        me = _get_ident()
+        while not self.down:
+            if self.started == self.finished and self.health.settled():
+                self.bell.acquire(True, IDLE_CHECK)
+            idle = self.started == self.finished and self.health.settled()
+            if idle:
+                if not self.own.acquire(False):
+                    continue  # someone runs it: nothing to check
+            else:
+                self.own.acquire()
+            self.runner = me
+            try:
+                self._catch_up(False)
+                while not self.down and (self.started != self.finished
+                                         or not self.health.settled()):
+                    self._iterate(0, False)  # until _idle() stops it
+            finally:
+                self.runner = None
+                self.last_run = _monotonic()
+                self.own.release()
+
+    def _drain(self, watcher: Any = None, revents: int = 0) -> None:
+        if self.hold:
+            return  # _catch_up drains once the loop has caught up
         queue = self.queue
         while queue:
             waiter, fn, args, kwargs = queue.popleft()
@@ -601,29 +854,15 @@ class _Core:
                     waiter.fail(exc)
 
     def _shutdown(self) -> None:
-        # In the loop's thread, after every request queued before close():
-        # the drain answers each call still waiting once, with "disconnected".
+        # After every request handed in before close(): the drain answers
+        # each call still waiting once, with "disconnected".
         try:
             self.conn.disconnect()
         finally:
             self.wake.stop()
+            self.down = True
+            self.answered()
             self.loop.stop()
-
-    def close(self, wait: Optional[float]) -> None:
-        """Stop the thread (from any thread); ``wait``: seconds to wait for
-        it to end (None: until it has)."""
-        if self.gen != _fork_gen:
-            self.closed = True  # the parent's: nothing of it runs in this process
-            return
-        with self.lock:
-            first = not self.closed
-            if first:
-                self.closed = True
-                self.queue.append((None, self._shutdown, (), {}))
-        if first:
-            self.wake.send()
-        if _get_ident() != self.ident:  # the loop's own thread cannot wait for itself
-            self.thread.join(wait)
 
 
 class _Owner:
@@ -679,9 +918,9 @@ class GearmanClient:
     background, and calls made meanwhile wait for it.
 
     Every method may be called from any thread and blocks until its reply
-    has arrived. A blocking method called from the client's own loop thread
-    (a ``Future``'s done-callback) would wait for itself, so it raises
-    ``GearmanError("wrong thread")`` instead.
+    has arrived. A blocking method called from a ``Future``'s done-callback
+    (which runs in the thread running the client's loop) would wait for
+    itself, so it raises ``GearmanError("wrong thread")`` instead.
 
     Fork: a child process that uses a client it inherited gets a new loop,
     thread and connection on its first call; the parent's connection is
@@ -709,8 +948,8 @@ class GearmanClient:
     # ===== Lifecycle =====
 
     def close(self) -> None:
-        """Close the connection(s) and stop the loop's thread; return once it
-        has ended. Calls waiting in other threads raise ``ConnectionLost``
+        """Close the connection(s) and stop the client's thread; return once
+        it has ended. Calls waiting in other threads raise ``ConnectionLost``
         (once each); later calls raise ``GearmanError("client closed")``.
         Closing twice is harmless."""
         self._finalizer.detach()
@@ -748,19 +987,14 @@ class GearmanClient:
                     self._core = self._owner.core = core
         return core
 
-    def _blocking(self) -> _Core:
-        core = self._current()
-        if _get_ident() == core.ident:
-            raise errors.GearmanError(errors.WRONG_THREAD)
-        return core
-
     def _ask(self, timeout: Optional[float], method: str, *args: Any) -> Any:
         """One request with a plain ``cb(result, err)``, waited for."""
         seconds = _args.timeout(timeout)
-        core = self._blocking()
-        call = _Call()
-        core.put(call, getattr(core.conn, method), (*args, call.done), {})
-        return call.wait(seconds)
+        core = self._current()
+        call = _Call(core)
+        if not core.call(call, getattr(core.conn, method), (*args, call.done), {}, seconds):
+            raise TimeoutError(f"no reply within {seconds:g} s")
+        return call.outcome()
 
     # ===== Foreground jobs =====
 
@@ -785,11 +1019,11 @@ class GearmanClient:
         """
         fname, load = _args.function(func), _payload(workload)
         priority = _priority(priority)
-        call = _Call()
+        core = self._current()
+        call = _Call(core)
         kwargs = _job_kwargs(unique, timeout, call.on_exception if self._exceptions else None)
-        core = self._blocking()
-        core.put(call, core.submit_fg[priority], (fname, load, call.done), kwargs)
-        result: bytes = call.wait(0)
+        core.call(call, core.submit_fg[priority], (fname, load, call.done), kwargs, 0)
+        result: bytes = call.outcome()
         return result
 
     def submit_job_high(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
@@ -835,13 +1069,12 @@ class GearmanClient:
             checked.append((fname, load, unique or None))
         priority = _priority(priority)
         seconds = _args.timeout(timeout)
-        core = self._blocking()
+        core = self._current()
         if not checked:
             return []
-        batch = _Batch(len(checked))
-        core.put(batch, _submit_batch, (core.submit_fg[priority], checked, seconds or None,
-                                        batch, self._exceptions), {})
-        batch.lock.acquire()
+        batch = _Batch(core, len(checked))
+        core.call(batch, _submit_batch, (core.submit_fg[priority], checked, seconds or None,
+                                         batch, self._exceptions), {}, 0)
         if batch.exc is not None:
             raise batch.exc
         out = batch.results
@@ -859,8 +1092,10 @@ class GearmanClient:
         """Start a job and return at once with a ``concurrent.futures.Future``
         of its result: ``future.result()`` returns the bytes or raises as
         ``submit_job`` would. The Future's done-callbacks run in the
-        client's loop thread: keep them short, and make no blocking call of
-        this client from them. Cancelling the Future drops the result (the
+        thread that runs the client's loop when the reply comes (the client's
+        daemon thread, or another thread inside a blocking call of this
+        client): keep them short, and make no blocking call of this client
+        from them. Cancelling the Future drops the result (the
         job itself still runs). Arguments as ``submit_job``.
 
         Raises (at once): TypeError / ValueError; GearmanError("client closed").
@@ -868,11 +1103,11 @@ class GearmanClient:
         fname = _args.function(func)
         load = _args.snapshot(_args.payload(workload, "workload"))  # outlives this call
         priority = _priority(priority)
-        future: Future[bytes] = Future()
-        waiter = _FutureCall(future)
-        kwargs = _job_kwargs(unique, timeout, waiter.on_exception if self._exceptions else None)
         core = self._current()
-        core.put(waiter, core.submit_fg[priority], (fname, load, waiter.done), kwargs)
+        future: Future[bytes] = Future()
+        waiter = _FutureCall(core, future)
+        kwargs = _job_kwargs(unique, timeout, waiter.on_exception if self._exceptions else None)
+        core.submit(waiter, core.submit_fg[priority], (fname, load, waiter.done), kwargs)
         return future
 
     # ===== Background jobs =====
@@ -894,10 +1129,12 @@ class GearmanClient:
         priority = _priority(priority)
         kwargs = {"unique": _args.unique(unique) or None}
         seconds = _args.timeout(timeout)
-        core = self._blocking()
-        call = _Call()
-        core.put(call, core.submit_bg[priority], (fname, load, call.done), kwargs)
-        handle: str = call.wait(seconds)
+        core = self._current()
+        call = _Call(core)
+        if not core.call(call, core.submit_bg[priority], (fname, load, call.done), kwargs,
+                         seconds):
+            raise TimeoutError(f"no reply within {seconds:g} s")
+        handle: str = call.outcome()
         return handle
 
     def submit_job_high_bg(self, func: Name, workload: Payload, *,
@@ -922,10 +1159,12 @@ class GearmanClient:
         _args.epoch(epoch)
         kwargs = {"unique": _args.unique(unique) or None}
         seconds = _args.timeout(timeout)
-        core = self._blocking()
-        call = _Call()
-        core.put(call, core.conn.submit_job_epoch, (fname, load, epoch, call.done), kwargs)
-        handle: str = call.wait(seconds)
+        core = self._current()
+        call = _Call(core)
+        if not core.call(call, core.conn.submit_job_epoch, (fname, load, epoch, call.done),
+                         kwargs, seconds):
+            raise TimeoutError(f"no reply within {seconds:g} s")
+        handle: str = call.outcome()
         return handle
 
     # ===== Status and echo =====
@@ -1037,7 +1276,7 @@ def _job_kwargs(unique: Optional[Name], timeout: Optional[float],
 
 def _submit_batch(submit: Callable[..., None], jobs: List[Tuple[bytes, Any, Optional[bytes]]],
                   timeout: Optional[float], batch: _Batch, exceptions: bool) -> None:
-    """In the loop's thread: every job of a batch in one iteration, so that
+    """Running the loop: every job of a batch in one iteration, so that
     they leave in one write."""
     done, on_exception = batch.done, batch.on_exception
     plain = timeout is None and not exceptions  # the common case: fewer keywords
