@@ -496,7 +496,7 @@ class _Call:
     def done(self, result: Any, err: Optional[str]) -> None:
         self.result = result
         self.err = err
-        self.core.answered()
+        self.core.answered(self)
         self.lock.release()
 
     def on_exception(self, data: bytes) -> None:
@@ -505,7 +505,7 @@ class _Call:
     def fail(self, exc: BaseException) -> None:
         """The request was refused before it was queued."""
         self.exc = exc
-        self.core.answered()
+        self.core.answered(self)
         self.lock.release()
 
     def outcome(self) -> Any:
@@ -538,7 +538,7 @@ class _Batch:
         self.errs[i] = err
         self.left -= 1
         if self.left == 0:
-            self.core.answered()
+            self.core.answered(self)
             self.lock.release()
 
     def on_exception(self, i: int, data: bytes) -> None:
@@ -548,7 +548,7 @@ class _Batch:
         if self.exc is None and self.left > 0:
             self.exc = exc
             self.left = -1  # the replies still to come no longer count
-            self.core.answered()
+            self.core.answered(self)
             self.lock.release()
 
 
@@ -576,7 +576,7 @@ class _FutureCall:
         self._settle(None, exc)
 
     def _settle(self, result: Any, exc: Optional[BaseException]) -> None:
-        self.core.answered()  # first: a done-callback may raise anything
+        self.core.answered(self)  # first: a done-callback may raise anything
         future = self.future
         if future.cancelled():
             return  # the caller gave up on it: the result is dropped
@@ -649,6 +649,7 @@ class _Core:
         self.down = False  # the shutdown ran: nothing left to run
         self.last_run = 0.0
         self.hold = False  # the Async's drain waits (see _catch_up)
+        self.leading: Optional[_Waiter] = None  # the waiter of the thread that leads
         self.main = threading.main_thread().ident
         # A hand-off's wake-up call for whoever runs the loop; it also keeps
         # the loop's start() from returning for want of watchers.
@@ -740,6 +741,7 @@ class _Core:
             if self.down:  # a close() came first (the drain ran its shutdown)
                 waiter.fail(errors.ConnectionLost(errors.DISCONNECTED))
                 return True
+            self.leading = waiter  # its answer stops the loop (answered())
             try:
                 fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - the caller's
@@ -750,11 +752,14 @@ class _Core:
             expired: List[bool] = []
             timer = None
             if timeout:
-                timer = self.loop.timer(timeout, 0, lambda w, r: expired.append(True))
+                def expire(watcher: Any, revents: int) -> None:
+                    expired.append(True)
+                    self.loop.stop()
+                timer = self.loop.timer(timeout, 0, expire)
                 timer.start()
             try:
                 while not expired:
-                    self._iterate(ev.EVRUN_ONCE, True)
+                    self._iterate(0, True)  # until answered() or expire() stops it
                     if lock.acquire(False):
                         return True
                 return False
@@ -762,6 +767,7 @@ class _Core:
                 if timer is not None:
                     timer.stop()
         finally:
+            self.leading = None
             self._let_go()
 
     def _catch_up(self, leader: bool) -> None:
@@ -787,15 +793,17 @@ class _Core:
         if self.started != self.finished or not self.health.settled():
             self.ring()
 
-    def answered(self) -> None:
-        """A waiter was answered (by the thread running the loop)."""
+    def answered(self, waiter: Optional[_Waiter]) -> None:
+        """A waiter was answered (by the thread running the loop). The
+        leader's own ends its run of the loop."""
         self.finished += 1
-        if self.finished == self.started:
+        if waiter is not None and waiter is self.leading:
+            self.loop.stop()
+        elif self.finished == self.started:
             self._idle()
 
     def _idle(self) -> None:
-        # Nothing left to wait for: the daemon thread's run of the loop ends
-        # (a leader runs one iteration at a time: a stop changes nothing).
+        # Nothing left to wait for: the daemon thread's run of the loop ends.
         if self.runner == self.thread.ident and self.health.settled():
             self.loop.stop()
 
@@ -861,7 +869,7 @@ class _Core:
         finally:
             self.wake.stop()
             self.down = True
-            self.answered()
+            self.answered(None)
             self.loop.stop()
 
 
