@@ -211,7 +211,8 @@ class _Health:
         return g.is_connected or (g.reconnect_enabled and not self.gave_up[i])
 
     def settled(self) -> bool:
-        return all(up or not self.may_come_up(i) for i, up in enumerate(self.up))
+        up = self.up
+        return all(up) or all(u or not self.may_come_up(i) for i, u in enumerate(up))
 
 
 def _connect(addresses: List[_Address], loop: ev.Loop,
@@ -602,6 +603,9 @@ IDLE_CHECK = 0.25
 #: A call that finds the loop unwatched for this long runs it once before
 #: sending: a drop that happened meanwhile is handled before its request.
 _IDLE_GAP = 0.05
+#: After a call from the main thread, the daemon thread stays in the loop
+#: this long for the next one (waking it there costs less than from its sleep).
+_LINGER = 0.05
 
 
 class _Core:
@@ -614,7 +618,9 @@ class _Core:
     a time pays what the libev front-end pays. A call that finds ``own``
     taken hands its request over (the queue and one Async send) and waits
     on its own lock; the holder sends it. The main thread always hands over
-    (see ``call``). Whoever lets go of ``own`` with a request unanswered
+    (see ``call``), and the daemon thread then stays in the loop for
+    _LINGER seconds, where the next hand-off wakes it for less. Whoever lets
+    go of ``own`` with a request unanswered
     wakes the daemon thread, which runs the loop until every request is
     answered (futures too), and while a connection is on its way up. With
     nothing to wait for, the daemon runs the loop once every IDLE_CHECK
@@ -650,6 +656,10 @@ class _Core:
         self.last_run = 0.0
         self.hold = False  # the Async's drain waits (see _catch_up)
         self.leading: Optional[_Waiter] = None  # the waiter of the thread that leads
+        self.linger_until = 0.0
+        self.lingering = False  # the linger timer runs (a flag: no C call to ask)
+        # While the daemon thread lingers: every _LINGER s, see whether to stop.
+        self.linger = self.loop.timer(_LINGER, _LINGER, lambda w, r: self._idle())
         self.main = threading.main_thread().ident
         # A hand-off's wake-up call for whoever runs the loop; it also keeps
         # the loop's start() from returning for want of watchers.
@@ -678,13 +688,17 @@ class _Core:
                 raise errors.GearmanError(errors.WRONG_THREAD)
             self.started += 1
             lead = self.own.acquire(False)
-            ring = lead and me == self.main
-            if ring:
+            ring = False
+            if me == self.main:
                 # ev.Loop.start() in the main thread installs and removes a
                 # SIGINT handler and a wakeup fd each time (six system calls):
-                # dearer than handing over to the daemon thread.
-                self.own.release()
-                lead = False
+                # dearer than handing over to the daemon thread, which then
+                # stays in the loop a little for the next such call.
+                self.linger_until = _monotonic() + _LINGER
+                if lead:
+                    self.own.release()
+                    lead = False
+                    ring = True
             if not lead:
                 self.queue.append((waiter, fn, args, kwargs))
         if lead:
@@ -803,8 +817,19 @@ class _Core:
             self._idle()
 
     def _idle(self) -> None:
-        # Nothing left to wait for: the daemon thread's run of the loop ends.
-        if self.runner == self.thread.ident and self.health.settled():
+        # Nothing left to wait for: the daemon thread's run of the loop ends,
+        # unless it lingers for the main thread (then the linger timer calls
+        # this again).
+        if self.runner != self.thread.ident or not self.health.settled() \
+                or self.started != self.finished:
+            return
+        if _monotonic() < self.linger_until:
+            if not self.lingering:
+                self.lingering = True
+                self.linger.start()
+        else:
+            self.lingering = False
+            self.linger.stop()
             self.loop.stop()
 
     def ring(self) -> None:
@@ -839,8 +864,13 @@ class _Core:
             self.runner = me
             try:
                 self._catch_up(False)
-                while not self.down and (self.started != self.finished
-                                         or not self.health.settled()):
+                while not self.down:
+                    if self.started == self.finished and self.health.settled():
+                        if _monotonic() >= self.linger_until:
+                            break
+                        if not self.lingering:
+                            self.lingering = True  # the timer ends it (_idle)
+                            self.linger.start()
                     self._iterate(0, False)  # until _idle() stops it
             finally:
                 self.runner = None
