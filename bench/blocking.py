@@ -251,7 +251,9 @@ def table(results, names, counts, runs):
               f"{'rate vs libev':>15}{'rate, CPU vs pygearman':>25}")
         got = {name: median_of(results[(name, workload)]) for name in names}
         for name in names:
-            label = f"{LABELS[name]} {version(name) or ''}".rstrip()
+            who = f"blocking, {THREADS} threads" if (name, workload) == ("blocking", "threads") \
+                else LABELS[name]
+            label = f"{who} {version(name) or ''}".rstrip()
             m = got[name]
             if m is None:
                 bad = [r for r in results[(name, workload)] if r[0] == "error"]
