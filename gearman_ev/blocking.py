@@ -619,13 +619,13 @@ class _Core:
     taken hands its request over (the queue and one Async send) and waits
     on its own lock; the holder sends it. The main thread always hands over
     (see ``call``), and the daemon thread then stays in the loop for
-    _LINGER seconds, where the next hand-off wakes it for less. Whoever lets
-    go of ``own`` with a request unanswered
-    wakes the daemon thread, which runs the loop until every request is
-    answered (futures too), and while a connection is on its way up. With
-    nothing to wait for, the daemon runs the loop once every IDLE_CHECK
-    seconds, so that a connection the server closed is noticed and
-    reconnected without a request.
+    _LINGER seconds, where the next hand-off wakes it for less. Whoever
+    lets go of ``own`` with a request unanswered wakes the daemon thread,
+    which runs the loop until every request is answered (futures too), and
+    while a connection is on its way up. With nothing to wait for, the
+    daemon runs the loop once every IDLE_CHECK seconds, so that a
+    connection the server closed is noticed and reconnected without a
+    request.
     """
 
     def __init__(self, addresses: List[_Address], options: Mapping[str, Any]) -> None:
