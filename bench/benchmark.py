@@ -12,6 +12,12 @@ completing at once; async_=True with work(concurrency=N)), fed by a pipelining
 gearman_ev client in another process: -n background jobs queued first (admin
 `status` shows them) and then drained, or -n foreground jobs while it serves.
 
+--deadlines: what a per-job timeout costs at scale: --deadline-jobs foreground
+jobs (default 100,000) submitted to a function no worker serves, so all stay
+in flight, without and with submit_job(..., timeout=60), each variant in a
+fresh process: CPU per submission, CPU per job until every JOB_CREATED is in,
+and the memory per job in flight (RSS and tracemalloc).
+
 --memory: the client's RSS per request after --bg background jobs were
 submitted and acknowledged (and tracemalloc's peak, as the allocator may keep
 freed memory), and its peak RSS while a --big MiB job makes a round trip
@@ -348,6 +354,70 @@ def memory_bench(host, port, args):
           f"above its {wbase / mib:.0f} MiB at start")
 
 
+# ===== --deadlines =====
+
+def deadline_run(host, port, n, timeout, out):
+    """n foreground jobs in flight (no worker), each with `timeout` (0: none)."""
+    loop = ev.Loop()
+    g = Gearman(host, port, loop=loop)
+    background(g, loop, 1000, b"x" * 10)  # connected, buffers and caches warm
+    func = f"{FUNC}_nobody_{os.getpid()}"
+    payload = b"x" * 10
+    kw = {"timeout": timeout} if timeout else {}
+    cb = lambda result, err: None  # noqa: E731 - never called while measuring
+
+    def submit_all():
+        for _ in range(n):
+            g.submit_job(func, payload, cb, **kw)
+    # CPU and RSS first, then tracemalloc's count on a fresh connection:
+    # tracemalloc slows every allocation and keeps a trace of each.
+    rss0 = rss_now()
+    t0 = cpu_seconds()
+    submit_all()
+    t1 = cpu_seconds()
+    run_loop_until(loop, lambda: g.active_count == n, "job created")
+    t2 = cpu_seconds()
+    rss = rss_now()
+    g.disconnect()  # every callback drained once: the jobs stay queued in gearmand
+    g = Gearman(host, port, loop=loop)
+    background(g, loop, 1000, payload)
+    tracemalloc.start()
+    submit_all()
+    run_loop_until(loop, lambda: g.active_count == n, "job created")
+    _, traced = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    g.disconnect()
+    out.send(((t1 - t0) / n, (t2 - t0) / n, (rss - rss0) / n, traced / n))
+
+
+def run_loop_until(loop, done, what):
+    """Run the loop in slices until done() (jobs in flight keep it busy)."""
+    deadline = time.monotonic() + LIMIT
+    while not done():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: not done within {LIMIT} s")
+        loop.start(ev.EVRUN_ONCE)
+
+
+def deadline_bench(host, port, args):
+    n = args.deadline_jobs
+    print(f"{n} foreground jobs in flight (no worker serves them), each variant in a "
+          f"fresh process; gearmand {host}:{port}; median of {args.runs}, runs alternating")
+    rows = {0: [], 60: []}
+    for _ in range(args.runs):
+        for timeout in rows:
+            rows[timeout].append(in_child(deadline_run, host, port, n, timeout))
+    med = {t: [statistics.median(r[i] for r in rows[t]) for i in range(4)] for t in rows}
+    print(f"  {'':<16}{'submit µs':>10}{'to created µs':>15}{'RSS B/job':>11}"
+          f"{'traced B/job':>14}")
+    for t, label in ((0, "no timeout"), (60, "timeout=60")):
+        a, b, c, d = med[t]
+        print(f"  {label:<16}{a * 1e6:>10.2f}{b * 1e6:>15.2f}{c:>11.0f}{d:>14.0f}")
+    a, b = med[0], med[60]
+    print(f"  {'the timeout adds':<16}{(b[0] - a[0]) * 1e6:>10.2f}{(b[1] - a[1]) * 1e6:>15.2f}"
+          f"{b[2] - a[2]:>11.0f}{b[3] - a[3]:>14.0f}")
+
+
 def summarize(name, samples, who="client"):
     rates = [r for r, _ in samples]
     cpus = [c for _, c in samples]
@@ -368,10 +438,14 @@ def main(argv=None):
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--worker", action="store_true",
                       help="measure one worker instead of the client (-n jobs)")
+    mode.add_argument("--deadlines", action="store_true",
+                      help="what a per-job timeout costs with --deadline-jobs in flight")
     mode.add_argument("--memory", action="store_true",
                       help="measure the client's memory (--bg requests, a --big MiB job)")
     ap.add_argument("--concurrency", type=int, default=16,
                     help="N for the worker's work(concurrency=N) (default 16)")
+    ap.add_argument("--deadline-jobs", type=int, default=100000,
+                    help="--deadlines: jobs in flight (default 100000)")
     ap.add_argument("--big", type=int, default=64, help="--memory's big job in MiB (default 64)")
     args = ap.parse_args(argv)
 
@@ -380,9 +454,11 @@ def main(argv=None):
     if host is None:
         server = LocalGearmand(threads=1).start()
         host, port = server.host, server.port
-    if args.worker or args.memory:
+    if args.worker or args.memory or args.deadlines:
+        bench = (worker_bench if args.worker else
+                 deadline_bench if args.deadlines else memory_bench)
         try:
-            (worker_bench if args.worker else memory_bench)(host, port, args)
+            bench(host, port, args)
         finally:
             if server is not None:
                 server.close()

@@ -12,14 +12,29 @@ trip before the clock starts. Every measurement is bounded by its job count
 and by --limit seconds. Each client is used the way its documentation shows:
 
   gearman_ev  submit_job(func, workload, cb) in a loop, results to callbacks
+  aio         gearman_ev.aio on asyncio's default loop (aio+uvloop: on uvloop):
+              each call sends at once and returns a coroutine; n calls, then
+              each reply awaited in turn (no task per job); `await
+              submit_job()` one after another for round trips
   pygearman   GearmanClient.submit_multiple_jobs (sends all, then polls);
               submit_job for round trips (python-gearman's maintained fork)
   gear        Client.submitJob(Job) (OpenStack); completions reach an
               overridden handleWorkComplete, as its docs suggest
   aiogear     asyncio: await submit_job() then await wait_job(handle);
               asyncio.gather for many at once
+  ev_gearman  the Perl module EV::Gearman (bench/ev_gearman.pl): the same
+              workloads in Perl, when `perl`, Debian's libev-perl and the
+              module's blib are found (--ev-gearman; default
+              ../shared/peers/ev-gearman-blib.tar.gz). A benchmark peer only.
 
-The other clients come with the `bench` extra: pip install -e '.[bench]'.
+--worker: the other side. The same foreground jobs, from a pipelining
+gearman_ev client in a process of its own, go to one sync echo worker at a
+time: gearman_ev's, then EV::Gearman's (runs alternate). jobs/s is the
+feeder's, and the CPU per job of the worker, of gearmand (when started here)
+and of the feeder come from /proc/PID/stat around the measurement.
+--prefetch adds a gearman_ev worker with work(concurrency=2) (see PREFETCH).
+
+The Python clients come with the `bench` extra: pip install -e '.[bench]'.
 """
 from __future__ import annotations
 
@@ -29,8 +44,13 @@ import importlib.metadata
 import multiprocessing
 import os
 import resource
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import textwrap
 import threading
 import time
@@ -41,7 +61,7 @@ import benchmark  # noqa: E402  (the worker and the gearman_ev loops)
 from benchmark import FUNC, cpu_seconds, worker_main  # noqa: E402
 
 from gearman_ev import Gearman, ev  # noqa: E402
-from gearman_ev._gearmand import LocalGearmand  # noqa: E402
+from gearman_ev.testing import LocalGearmand  # noqa: E402
 
 BG_FUNC = FUNC + "_bg"  # no worker serves it: background submission alone
 WORKLOADS = (("pipelined", "pipelined foreground", "n"),
@@ -87,6 +107,72 @@ class GearmanEv:
 
     def close(self):
         self.g.disconnect()
+
+
+class GearmanEvAio:
+    """gearman_ev.aio on the default asyncio loop (GearmanEvUvloop: on uvloop).
+    Each call sends its request at once and returns a coroutine for the
+    reply, so the pipelined and background workloads call n times, then
+    await each reply in turn: no task per job."""
+    dist = "gearman-ev"
+
+    def __init__(self, host, port, limit):
+        self.limit = limit
+        self.loop = self.new_loop()
+        self.g = self._run(self._connect(host, port))
+
+    @staticmethod
+    def new_loop():
+        return asyncio.new_event_loop()
+
+    @staticmethod
+    async def _connect(host, port):
+        from gearman_ev.aio import AsyncGearman
+        g = AsyncGearman(host, port)
+        await g.wait_connected()
+        return g
+
+    def _run(self, coro):
+        try:
+            return self.loop.run_until_complete(asyncio.wait_for(coro, self.limit))
+        except asyncio.TimeoutError:
+            raise Failed("timeout") from None
+
+    def pipelined(self, n, payload):
+        async def many():
+            g = self.g
+            replies = [g.submit_job(FUNC, payload) for _ in range(n)]
+            for reply in replies:
+                await reply
+        self._run(many())
+
+    def sequential(self, n, payload):
+        async def one_by_one():
+            g = self.g
+            for _ in range(n):
+                await g.submit_job(FUNC, payload)
+        self._run(one_by_one())
+
+    def background(self, n, payload):
+        async def many():
+            g = self.g
+            replies = [g.submit_job_bg(BG_FUNC, payload) for _ in range(n)]
+            for reply in replies:
+                await reply
+        self._run(many())
+
+    def close(self):
+        self._run(self.g.close())
+        self.loop.close()
+
+
+class GearmanEvUvloop(GearmanEvAio):
+    dist = "uvloop"
+
+    @staticmethod
+    def new_loop():
+        import uvloop
+        return uvloop.new_event_loop()
 
 
 class PyGearman:
@@ -240,11 +326,69 @@ class AioGear:
         self.loop.close()
 
 
-CLIENTS = {"gearman_ev": GearmanEv, "pygearman": PyGearman, "gear": Gear, "aiogear": AioGear}
+class EvGearman:
+    """The Perl module, run as bench/ev_gearman.pl in its own process (see
+    ``measure_perl``); never imported. ``inc`` is perl's -I arguments, set
+    by ``find_ev_gearman``."""
+    dist = "EV::Gearman"
+    inc = None
+
+
+CLIENTS = {"gearman_ev": GearmanEv, "aio": GearmanEvAio, "aio+uvloop": GearmanEvUvloop,
+           "pygearman": PyGearman, "gear": Gear, "aiogear": AioGear, "ev_gearman": EvGearman}
+PERL_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ev_gearman.pl")
+PEER_TARBALL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "..", "shared", "peers", "ev-gearman-blib.tar.gz")
+_unpacked = []  # temporary directories to remove at exit
+
+
+def find_ev_gearman(where):
+    """perl's -I arguments for EV::Gearman, or None (with the reason printed):
+    ``where`` is a directory holding blib/ or the blib tarball."""
+    if shutil.which("perl") is None:
+        print("ev_gearman: no perl, skipped")
+        return None
+    if subprocess.run(["perl", "-MEV", "-e1"], capture_output=True).returncode:
+        print("ev_gearman: perl's EV missing (apt-get install libev-perl), skipped")
+        return None
+    where = where or os.environ.get("EV_GEARMAN") or PEER_TARBALL
+    if os.path.isfile(where):
+        tmp = tempfile.TemporaryDirectory(prefix="vs-evgm-")
+        _unpacked.append(tmp)
+        with tarfile.open(where) as tar:
+            tar.extractall(tmp.name)
+        where = tmp.name
+    inc = [f"-I{os.path.join(where, 'blib', d)}" for d in ("lib", "arch")]
+    if subprocess.run(["perl", *inc, "-MEV::Gearman", "-e1"], capture_output=True).returncode:
+        print(f"ev_gearman: EV::Gearman not loadable from {where}, skipped")
+        return None
+    return inc
+
+
+def measure_perl(workload, host, port, n, size, limit):
+    """EV::Gearman's run of one workload, as ``child`` replies."""
+    cmd = ["perl", *EvGearman.inc, PERL_SCRIPT, "client", host, str(port), FUNC, BG_FUNC,
+           workload, str(n), str(size), str(int(limit))]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=limit + 30)  # perl bounds itself; in case not
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return ("error", f"killed after {limit + 30:.0f} s")
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            # Peak RSS from perl itself (VmHWM): a child's rusage would count
+            # the forked copy of this process it was before exec.
+            _, rate, cpu, rss = line.split()
+            return ("ok", float(rate), float(cpu), int(rss))
+    return ("error", (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1][:60])
 
 
 def version(name):
     """The installed version of a client's distribution, or None."""
+    if name == "ev_gearman":
+        return "0.01" if EvGearman.inc else None
     try:
         return importlib.metadata.version(CLIENTS[name].dist)
     except importlib.metadata.PackageNotFoundError:
@@ -273,6 +417,8 @@ def child(name, workload, host, port, n, size, limit, out):
 
 
 def measure(ctx, name, workload, host, port, n, size, limit):
+    if name == "ev_gearman":
+        return measure_perl(workload, host, port, n, size, limit)
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=child, args=(name, workload, host, port, n, size, limit, send),
                        daemon=True)
@@ -316,6 +462,31 @@ def table(results, names, counts, runs):
                 print(textwrap.fill(note, 88, initial_indent="  * ", subsequent_indent="    "))
 
 
+def aio_targets(results, names):
+    """The asyncio front-end against issue 12's targets: its jobs/s over
+    aiogear's, aiogear's client CPU per job over its own, and its CPU per
+    job over the libev front-end's."""
+    fronts = [n for n in ("aio", "aio+uvloop") if n in names]
+    if not fronts:
+        return
+    print("\nasyncio front-end (targets: >= 10x aiogear's jobs/s on background, >= 3x on "
+          "pipelined;\n aiogear's CPU/job >= 10x ours; ours <= 1.5x the libev front-end's)")
+    print(f"  {'client':<12}{'workload':<12}{'x aiogear jobs/s':>18}{'aiogear CPU x':>15}"
+          f"{'CPU vs libev':>14}")
+    for name in fronts:
+        for workload, _, _ in WORKLOADS:
+            ours = median_of(results[(name, workload)])
+            if ours is None:
+                print(f"  {name:<12}{workload:<12}{failure(results[(name, workload)]):>18}")
+                continue
+            peer = median_of(results.get(("aiogear", workload), []))
+            libev = median_of(results.get(("gearman_ev", workload), []))
+            rate = f"{ours[0] / peer[0]:.1f}x" if peer else "-"
+            cpu = f"{peer[1] / ours[1]:.1f}x" if peer else "-"
+            vs_libev = f"{ours[1] / libev[1]:.2f}x" if libev else "-"
+            print(f"  {name:<12}{workload:<12}{rate:>18}{cpu:>15}{vs_libev:>14}")
+
+
 def median_of(replies):
     ok = [r for r in replies if r[0] == "ok"]
     if not ok or len(ok) < len(replies):
@@ -326,6 +497,172 @@ def median_of(replies):
 def failure(replies):
     bad = [r for r in replies if r[0] == "error"]
     return bad[0][1] if bad else "n/a"
+
+
+# ===== --worker: one worker of each library, the same jobs =====
+
+#: --worker --prefetch: a sync gearman_ev worker with work(concurrency=2). Not
+#: the default: gearmand assigns it a second job while the first runs, a job
+#: another idle worker could have started at once.
+PREFETCH = "gearman_ev, concurrency=2"
+
+
+def proc_cpu(pid):
+    """utime + stime of a process (all its threads) in seconds, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def py_worker(host, port, func, limit, prefetch=False):
+    """gearman_ev's sync echo worker (benchmark.py's), bounded by limit.
+    prefetch: work(concurrency=2), which keeps two GRABs out for a sync
+    function: the next job is assigned while one runs (see PREFETCH)."""
+    loop = ev.Loop()
+    g = Gearman(host, port, loop=loop)
+    g.register_function(func, lambda job: job.workload)
+    g.work(concurrency=2 if prefetch else None)
+    loop.timer(limit, 0, lambda w, r: loop.stop()).start()
+    loop.signal(15, lambda w, r: loop.stop()).start()
+    loop.start()
+
+
+def feeder(host, port, func, n, size, limit, window, go, out):
+    """A pipelining gearman_ev client: connects, waits for `go`, submits n
+    foreground jobs, all at once or (window > 0) at most `window` in flight;
+    sends back (ok count, wall seconds)."""
+    loop = ev.Loop()
+    g = Gearman(host, port, loop=loop)
+    benchmark.LIMIT = limit
+    got = []
+    g.echo(b"x", lambda r, e: (got.append(e), loop.stop()))
+    benchmark.run_loop(loop, lambda: got, "feeder connect")
+    out.send("ready")
+    go.wait()
+    left, ok = [n], [0]
+    payload = b"x" * size
+    first = n if window <= 0 else min(window, n)
+    unsent = [n - first]
+
+    def cb(result, err):
+        ok[0] += err is None
+        left[0] -= 1
+        if unsent[0]:
+            unsent[0] -= 1
+            g.submit_job(func, payload, cb)
+        if left[0] == 0:
+            loop.stop()
+    start = time.perf_counter()
+    for _ in range(first):
+        g.submit_job(func, payload, cb)
+    benchmark.run_loop(loop, lambda: left[0] == 0, "feeder")
+    out.send((ok[0], time.perf_counter() - start))
+    g.disconnect()
+
+
+def workers_on(host, port, func):
+    """How many workers gearmand lists as able to do func (admin status)."""
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(b"status\n")
+        reply = b""
+        while not (reply == b".\n" or reply.endswith(b"\n.\n")):  # the block's end
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    for line in reply.decode().splitlines():
+        fields = line.split("\t")
+        if fields[0] == func and len(fields) == 4:
+            return int(fields[3])
+    return 0
+
+
+def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit, window=0):
+    """One worker (which: gearman_ev or ev_gearman) fed n jobs; returns
+    (jobs/s, worker, gearmand, feeder CPU s/job) or raises Failed."""
+    if which.startswith("gearman_ev"):
+        wproc = ctx.Process(target=py_worker, args=(host, port, func, limit + 30,
+                                                    which == PREFETCH), daemon=True)
+        wproc.start()
+        wpid, stop = wproc.pid, wproc.terminate
+    else:
+        wproc = subprocess.Popen(["perl", *EvGearman.inc, PERL_SCRIPT, "worker", host,
+                                  str(port), func, str(int(limit + 30))])
+        wpid, stop = wproc.pid, wproc.terminate
+    go = ctx.Event()
+    recv, send = ctx.Pipe(duplex=False)
+    fproc = ctx.Process(target=feeder, args=(host, port, func, n, size, limit, window, go, send),
+                        daemon=True)
+    try:
+        deadline = time.monotonic() + 10
+        while workers_on(host, port, func) < 1:  # its CAN_DO reached gearmand
+            if time.monotonic() > deadline:
+                raise Failed(f"{which} worker did not register")
+            time.sleep(0.05)
+        fproc.start()
+        if not recv.poll(10) or recv.recv() != "ready":
+            raise Failed("feeder did not connect")
+        time.sleep(0.2)  # both idle: what follows is the jobs' CPU alone
+        before = [proc_cpu(p) if p else 0.0 for p in (wpid, gearmand_pid, fproc.pid)]
+        go.set()
+        if not recv.poll(limit + 30):
+            raise Failed("feeder did not finish")
+        ok, wall = recv.recv()
+        after = [proc_cpu(p) if p else 0.0 for p in (wpid, gearmand_pid, fproc.pid)]
+        if ok != n:
+            raise Failed(f"{n - ok} of {n} jobs failed")
+        return (n / wall, *((a - b) / n for a, b in zip(after, before)))
+    finally:
+        stop()
+        if fproc.is_alive():
+            fproc.join(5)
+        if fproc.is_alive():
+            fproc.kill()
+        wproc.join(5) if which.startswith("gearman_ev") else wproc.wait(5)
+
+
+def worker_table(host, port, gearmand_pid, args):
+    who = (["gearman_ev"] + (["ev_gearman"] if EvGearman.inc else [])
+           + ([PREFETCH] if args.prefetch else []))
+    ctx = multiprocessing.get_context("spawn")
+    fed = "at once" if args.window <= 0 else f"{args.window} at a time"
+    print(f"one sync echo worker, fed {args.n} foreground jobs {fed} by a gearman_ev client "
+          f"in another process; gearmand {host}:{port}; payload {args.size} bytes; "
+          f"{os.cpu_count()} CPUs; load {os.getloadavg()[0]:.2f}", flush=True)
+    rows = {w: [] for w in who}
+    serial = 0
+    for run in range(args.runs):  # alternating, so drifting load hits both alike
+        for w in who:
+            serial += 1
+            func = f"{FUNC}_vsw{os.getpid()}_{serial}"
+            try:
+                got = serve_once(ctx, w, host, port, gearmand_pid, func, args.n, args.size,
+                                 args.limit, args.window)
+            except Failed as exc:
+                print(f"  run {run + 1}: {w}: {exc}", file=sys.stderr, flush=True)
+                continue
+            rows[w].append(got)
+            print(f"  run {run + 1}: {w:<26}{got[0]:,.0f} jobs/s  worker {got[1] * 1e6:.1f} "
+                  f"gearmand {got[2] * 1e6:.1f} feeder {got[3] * 1e6:.1f} µs/job",
+                  file=sys.stderr, flush=True)
+    print(f"\n(median of {args.runs}; CPU in µs per job"
+          f"{'' if gearmand_pid else '; gearmand not started here: not measured'})")
+    print(f"  {'worker':<26}{'jobs/s':>10}{'worker CPU':>12}{'gearmand CPU':>14}"
+          f"{'feeder CPU':>12}")
+    med = {}
+    for w in who:
+        if not rows[w]:
+            print(f"  {w:<26}{'failed':>10}")
+            continue
+        med[w] = [statistics.median(r[i] for r in rows[w]) for i in range(4)]
+        rate, wc, gc, fc = med[w]
+        print(f"  {w:<26}{rate:>10,.0f}{wc * 1e6:>12.1f}{gc * 1e6:>14.1f}{fc * 1e6:>12.1f}")
+    for ours in ("gearman_ev", PREFETCH):
+        if ours in med and "ev_gearman" in med:
+            a, b = med[ours], med["ev_gearman"]
+            label = "ratio to EV" + (" (prefetch)" if ours == PREFETCH else "")
+            print(f"  {label:<26}{a[0] / b[0]:>9.2f}x{a[1] / b[1]:>11.2f}x"
+                  f"{(a[2] / b[2] if b[2] else 0):>13.2f}x{a[3] / b[3]:>11.2f}x")
 
 
 def main(argv=None):
@@ -345,13 +682,30 @@ def main(argv=None):
                     help="seconds any one measurement may take (default 120)")
     ap.add_argument("--host", help="use this gearmand instead of starting one")
     ap.add_argument("--port", type=int, default=4730)
+    ap.add_argument("--ev-gearman", metavar="PATH",
+                    help="EV::Gearman: a directory holding its blib/, or the blib tarball "
+                         "(default $EV_GEARMAN, else ../shared/peers/ev-gearman-blib.tar.gz)")
+    ap.add_argument("--worker", action="store_true",
+                    help="compare the workers instead of the clients (-n jobs per run)")
+    ap.add_argument("--prefetch", action="store_true",
+                    help="--worker: also a gearman_ev worker with work(concurrency=2), "
+                         "the next job assigned while one runs (not the default: fairness)")
+    ap.add_argument("--gearmand-pid", type=int,
+                    help="--worker with --host: gearmand's pid, to measure its CPU too")
+    ap.add_argument("--window", type=int, default=0,
+                    help="--worker: jobs the feeder keeps in flight (default 0: all at once; "
+                         "1: one at a time, so the worker sleeps and wakes for every job)")
     args = ap.parse_args(argv)
     names = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = [c for c in names if c not in CLIENTS]
     if unknown:
         ap.error(f"unknown client(s) {', '.join(unknown)}; choose from {', '.join(CLIENTS)}")
+    if "ev_gearman" in names or args.worker:
+        EvGearman.inc = find_ev_gearman(args.ev_gearman)
     missing = [c for c in names if version(c) is None]
     for c in missing:
+        if c == "ev_gearman":
+            continue  # find_ev_gearman said why
         print(f"{c}: not installed (pip install -e '.[bench]'), skipped")
     names = [c for c in names if c not in missing]
     counts = {"n": args.n, "seq": args.seq, "bg": args.bg}
@@ -361,6 +715,13 @@ def main(argv=None):
     if host is None:
         server = LocalGearmand(threads=1).start()
         host, port = server.host, server.port
+    if args.worker:
+        try:
+            worker_table(host, port, server.proc.pid if server else args.gearmand_pid, args)
+        finally:
+            if server is not None:
+                server.close()
+        return
     ctx = multiprocessing.get_context("spawn")  # children that import only what they use
     ready = ctx.Event()
     worker = ctx.Process(target=worker_main, args=(host, port, ready), daemon=True)
@@ -382,6 +743,7 @@ def main(argv=None):
                     print(f"  run {run + 1}: {name:<11}{workload:<11}{shown}",
                           file=sys.stderr, flush=True)
         table(results, names, counts, args.runs)
+        aio_targets(results, names)
     finally:
         worker.terminate()
         worker.join(5)

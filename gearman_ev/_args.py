@@ -15,7 +15,8 @@ from ._ffi import ffi, lib
 
 __all__ = ["payload", "snapshot", "text", "function", "unique", "handle", "callback",
            "timeout", "seconds", "priority", "port", "count", "epoch", "concurrency",
-           "check_size", "name_token", "MAX_PACKET"]
+           "check_size", "name_token", "admin_command", "maxqueue_command", "option_name",
+           "MAX_PACKET"]
 
 EV_MINPRI, EV_MAXPRI = lib.EV_MINPRI, lib.EV_MAXPRI
 
@@ -190,6 +191,32 @@ def check_size(*args: Any) -> None:
         body += len(arg)
     if body > MAX_PACKET:
         raise ValueError(f"payload too large ({body} bytes, max {MAX_PACKET})")
+
+
+def admin_command(value: Any) -> bytes:
+    """An admin (text protocol) command line, without its line ending."""
+    cmd = text(value, "command")
+    if b"\r" in cmd or b"\n" in cmd or b"\0" in cmd:
+        raise ValueError("admin command must not hold CR, LF or NUL")
+    return cmd
+
+
+def maxqueue_command(func: Any, size: Any) -> bytes:
+    """``maxqueue FUNC SIZE``, checked: no text-protocol injection."""
+    name = name_token(func, "func")
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError("size must be an int")
+    if size < 0:
+        raise ValueError("size must be >= 0")
+    return b"maxqueue " + name + b" " + str(size).encode()
+
+
+def option_name(value: Any) -> bytes:
+    """An OPTION_REQ name: a word shorter than 64 bytes."""
+    opt = name_token(value, "option name")
+    if len(opt) >= 64:
+        raise ValueError("option name must be shorter than 64 bytes")
+    return opt
 
 
 def name_token(value: Any, what: str) -> bytes:

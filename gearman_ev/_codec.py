@@ -92,7 +92,7 @@ TEXT_LINE = lib.GM_TEXT_LINE
 TEXT_BLOCK = lib.GM_TEXT_BLOCK
 TEXT_MARKED = lib.GM_TEXT_MARKED
 
-MAX_PACKET = lib.GM_MAX_PACKET
+MAX_PACKET: int = lib.GM_MAX_PACKET
 
 # GM_E_* -> (exception type when raised from a request call, message).
 _CODES: dict[int, tuple[type, str]] = {

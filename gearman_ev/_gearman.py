@@ -15,30 +15,48 @@ from __future__ import annotations
 import inspect
 import os
 import threading
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
+
+if TYPE_CHECKING:
+    import ssl as _ssl  # the parameter is called ssl
 
 from . import _args, _session, errors, ev
 from ._codec import CMD, MAX_PACKET, NULL, read_capacity, write_capacity
 from ._job import Job
+from ._settings import ConnectionSettings
 from ._libev import LibevDriver
-from ._session import (K_ECHO, K_OPTION, K_STATUS, K_STATUS_UNIQUE, K_SUBMIT_BG, K_TEXT_BLOCK,
-                       K_TEXT_LINE, K_TEXT_MARKED, STATE_NAMES, Ability, Entry, Session,
-                       Submission)
+from ._session import (K_ECHO, K_STATUS, K_STATUS_UNIQUE, K_SUBMIT_BG, STATE_NAMES, Ability,
+                       Entry, Session, Submission)
 
 __all__ = ["Gearman"]
 
 Callback = Optional[Callable[..., Any]]
 Payload = Union[bytes, bytearray, memoryview, str]
 Name = Union[str, bytes]
+# A Unix socket's path, as os.fspath takes it.
+SocketPath = Union[str, bytes, os.PathLike[str], os.PathLike[bytes]]
 
-# Admin commands whose reply is a block ending in ".\n" (PROTOCOL.md 7).
-# gearmand 1.1.20 answers these three with a block whatever words follow
-# ("status x" too); "show" only with exactly these arguments.
-_BLOCK_COMMANDS = {b"status", b"workers", b"prioritystatus"}
+# The callbacks' types (API.md 3). A command callback is called once as
+# cb(result, err): err is None on success, result is None on failure. What a
+# callback returns is ignored, hence `object`.
+BytesCallback = Callable[[Optional[bytes], Optional[str]], object]   # echo, submit_job*
+HandleCallback = Callable[[Optional[str], Optional[str]], object]    # submit_job_*bg/epoch
+TextCallback = Callable[[Optional[str], Optional[str]], object]      # admin and its helpers
+BoolCallback = Callable[[Optional[bool], Optional[str]], object]     # option, all_yours
+StatusCallback = Callable[[Optional[dict[str, Any]], Optional[str]], object]  # get_status*
+JobCallback = Callable[[Optional[Job], Optional[str]], object]       # grab_job
+DataHandler = Callable[[bytes], object]          # on_data, on_warning, on_exception
+StatusHandler = Callable[[str, str], object]     # on_status(numerator, denominator)
+ErrorHandler = Callable[[str], object]           # on_error(errstr)
+Hook = Callable[[], object]                      # on_connect, on_disconnect, on_idle
+# A worker function: called as callback(job); a sync one returns the result
+# (bytes, str or None), an async one's return value is ignored.
+WorkerFunction = Callable[[Job], object]
+
 _get_ident = threading.get_ident
 
 
-class Gearman:
+class Gearman(ConnectionSettings):
     """One connection to a Gearman job server: client, worker and admin.
 
     Args:
@@ -69,20 +87,35 @@ class Gearman:
         on_connect: ``on_connect()`` once the connection is up.
         on_disconnect: ``on_disconnect()`` after an established connection
             ended and its pending callbacks were drained.
+        ssl: TLS to the server: an ``ssl.SSLContext``
+            (``PROTOCOL_TLS_CLIENT``), or True for
+            ``ssl.create_default_context()``. The handshake is part of every
+            connect (``connect_timeout`` covers it; reconnects handshake
+            again); certificate and handshake failures are
+            ``on_error("tls: <reason>")`` and count as failed attempts.
+            Also over a Unix socket (a bridge to a remote TLS terminator),
+            where ``server_hostname`` is needed if the context checks names.
+        server_hostname: the name the server's certificate must match and
+            that is sent as SNI (default: the host connected to).
 
     Every time is in seconds. Raises TypeError / ValueError for bad
     arguments, before any I/O.
     """
 
+    _driver: LibevDriver
+
     def __init__(self, host: Optional[Name] = None, port: int = 4730, *,
-                 path: Any = None, loop: Optional[ev.Loop] = None, priority: int = 0,
+                 path: Optional[SocketPath] = None, loop: Optional[ev.Loop] = None,
+                 priority: int = 0,
                  keepalive: float = 0, connect_timeout: float = 0,
                  command_timeout: float = 0, reconnect: bool = False,
                  reconnect_delay: float = 1.0, max_reconnect_attempts: int = 0,
                  exceptions: bool = False, client_id: Optional[Name] = None,
                  grab_unique: bool = False, high_water: int = 64 * 1024 * 1024,
-                 on_error: Callback = None, on_connect: Callback = None,
-                 on_disconnect: Callback = None) -> None:
+                 on_error: Optional[ErrorHandler] = None, on_connect: Optional[Hook] = None,
+                 on_disconnect: Optional[Hook] = None,
+                 ssl: Union[None, bool, _ssl.SSLContext] = None,
+                 server_hostname: Optional[str] = None) -> None:
         self._s: Optional[Session] = None  # until set-up is complete, __del__ has nothing to do
         if host is not None and path is not None:
             raise ValueError("cannot specify both 'host' and 'path'")
@@ -102,9 +135,29 @@ class Gearman:
         for name, cb in (("on_error", on_error), ("on_connect", on_connect),
                          ("on_disconnect", on_disconnect)):
             _args.callback(cb, name)
+        if ssl is not None:
+            # TLS (and the ssl module, a few MiB) is loaded by those who use it.
+            from . import _tls
+            context = _tls.client_context(ssl)
+        else:
+            context = None
+        if server_hostname is not None:
+            if not isinstance(server_hostname, str):
+                raise TypeError("server_hostname must be a str")
+            if not server_hostname:
+                raise ValueError("server_hostname must not be empty")
+            if context is None:
+                raise ValueError("server_hostname is only meaningful with ssl")
         self._loop = loop
         self._priority = priority
-        self._driver = driver = LibevDriver(loop, priority, keepalive)
+        self._context = context
+        self._server_hostname = server_hostname
+        if context is None:
+            self._driver = driver = LibevDriver(loop, priority, keepalive)
+        else:
+            from ._tls import TLSDriver
+            self._driver = driver = TLSDriver(loop, priority, keepalive, context,
+                                              server_hostname)
         session = Session(driver, Job, exceptions=bool(exceptions), client_id=client_id_b,
                           grab_unique=bool(grab_unique), connect_timeout=connect_timeout,
                           command_timeout=command_timeout, reconnect=bool(reconnect),
@@ -146,13 +199,23 @@ class Gearman:
     def _watchers(self) -> Tuple[ev.Watcher, ...]:
         return self._driver.watchers()
 
+    def _hot(self) -> Session:
+        """``_check`` for the submissions: the thread only. After fork the
+        session is DISCONNECTED, and its ``send`` says "used after fork"."""
+        owner = self._loop._running_thread
+        if owner is not None and owner != _get_ident():
+            raise errors.GearmanError(errors.WRONG_THREAD)
+        s = self._s
+        assert s is not None
+        return s
+
     def _check(self) -> Session:
         """The session, if this thread and process may use it now."""
         s = self._s
         assert s is not None
         if s._fork_gen != _session._fork_gen:
             raise errors.GearmanError(errors.USED_AFTER_FORK)
-        owner = getattr(self._loop, "_running_thread", None)
+        owner = self._loop._running_thread
         if owner is not None and owner != _get_ident():
             raise errors.GearmanError(errors.WRONG_THREAD)
         return s
@@ -174,7 +237,7 @@ class Gearman:
         port = _args.port(port)
         self._check().connect(("tcp", host, port))
 
-    def connect_unix(self, path: Any) -> None:
+    def connect_unix(self, path: SocketPath) -> None:
         """Connect to a Unix-domain socket (str, bytes or os.PathLike)."""
         if isinstance(path, os.PathLike):
             path = os.fspath(path)
@@ -184,6 +247,10 @@ class Gearman:
             raise TypeError("path must be a str, bytes or os.PathLike")
         if not path or b"\0" in path:
             raise ValueError("path must be non-empty and hold no NUL")
+        if self._context is not None and self._context.check_hostname \
+                and self._server_hostname is None:
+            raise ValueError("ssl over a Unix socket needs server_hostname= (the name "
+                             "the server's certificate is checked against)")
         self._check().connect(("unix", path))
 
     def disconnect(self) -> None:
@@ -208,11 +275,6 @@ class Gearman:
         self._check().set_reconnect(bool(enable), delay, max_attempts)
 
     @property
-    def reconnect_enabled(self) -> bool:
-        """Whether the object reconnects after a drop."""
-        return self._session.reconnect_enabled
-
-    @property
     def _session(self) -> Session:
         s = self._s
         assert s is not None
@@ -228,51 +290,6 @@ class Gearman:
         self._priority = _args.priority(value)
         self._driver.set_priority(self._priority)
 
-    @property
-    def keepalive(self) -> float:
-        """TCP keepalive idle time in seconds (0: off); the kernel counts
-        whole seconds, so a fraction is rounded (never down to off)."""
-        return self._driver.keepalive
-
-    @keepalive.setter
-    def keepalive(self, value: float) -> None:
-        self._driver.set_keepalive(_args.seconds("keepalive", value))
-
-    @property
-    def connect_timeout(self) -> float:
-        """Seconds a connect may take (0: no limit)."""
-        return self._session.connect_timeout
-
-    @connect_timeout.setter
-    def connect_timeout(self, value: float) -> None:
-        self._session.connect_timeout = _args.seconds("connect_timeout", value)
-
-    @property
-    def command_timeout(self) -> float:
-        """Seconds without a byte while a request awaits its reply (0: off)."""
-        return self._session.command_timeout
-
-    @command_timeout.setter
-    def command_timeout(self, value: float) -> None:
-        s = self._session
-        s.command_timeout = _args.seconds("command_timeout", value)
-        if not s.command_timeout:
-            s._command_at = 0.0
-
-    @property
-    def high_water(self) -> int:
-        """Unsent bytes above which new requests are refused (0: unbounded)."""
-        return self._session.high_water
-
-    @high_water.setter
-    def high_water(self, value: int) -> None:
-        self._session.high_water = _args.count("high_water", value)
-
-    @property
-    def writable(self) -> bool:
-        """False while more than ``high_water`` bytes wait unsent."""
-        return self._session.writable
-
     def _get_cb(name: str) -> property:  # type: ignore[misc]
         def get(self: Gearman) -> Callback:
             return getattr(self._session, name)  # type: ignore[no-any-return]
@@ -281,10 +298,18 @@ class Gearman:
             setattr(self._session, name, _args.callback(value, name))
         return property(get, set_, doc=f"The ``{name}`` callback (None to clear).")
 
-    on_error = _get_cb("on_error")
-    on_connect = _get_cb("on_connect")
-    on_disconnect = _get_cb("on_disconnect")
-    on_drain = _get_cb("on_drain")
+    if TYPE_CHECKING:
+        # What the properties below hold, for type checkers (which do not
+        # see through _get_cb): None or a callback of this type.
+        on_error: Optional[ErrorHandler]
+        on_connect: Optional[Hook]
+        on_disconnect: Optional[Hook]
+        on_drain: Optional[Hook]
+    else:
+        on_error = _get_cb("on_error")
+        on_connect = _get_cb("on_connect")
+        on_disconnect = _get_cb("on_disconnect")
+        on_drain = _get_cb("on_drain")
     del _get_cb
 
     # ===== Introspection (API.md 8) =====
@@ -315,7 +340,7 @@ class Gearman:
 
     # ===== Client (API.md 5) =====
 
-    def echo(self, data: Payload, cb: Callback = None) -> None:
+    def echo(self, data: Payload, cb: Optional[BytesCallback] = None) -> None:
         """ECHO_REQ. Callback: ``cb(echoed_bytes, err)``."""
         data = _args.payload(data)
         _args.callback(cb)
@@ -338,16 +363,18 @@ class Gearman:
         seconds = _args.timeout(timeout) if timeout is not None else 0.0
         if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
             _args.check_size(fname, ukey, load)  # raises the ValueError
-        s = self._check()
+        s = self._hot()
         sub = Submission(cb, on_data, on_warning, on_status, on_exception, bool(ukey))
         s.send3(cmd, fname, ukey, load, sub)
         if seconds:
             s.set_job_deadline(sub, seconds)
 
-    def submit_job(self, func: Name, workload: Payload, cb: Callback = None, *,
+    def submit_job(self, func: Name, workload: Payload, cb: Optional[BytesCallback] = None, *,
                    unique: Optional[Name] = None, timeout: Optional[float] = None,
-                   on_data: Callback = None, on_warning: Callback = None,
-                   on_status: Callback = None, on_exception: Callback = None) -> None:
+                   on_data: Optional[DataHandler] = None,
+                   on_warning: Optional[DataHandler] = None,
+                   on_status: Optional[StatusHandler] = None,
+                   on_exception: Optional[DataHandler] = None) -> None:
         """A foreground job. Terminal callback ``cb(result_bytes, err)``.
 
         Per-event handlers: ``on_data(bytes)``, ``on_warning(bytes)``,
@@ -358,18 +385,22 @@ class Gearman:
         self._submit_fg(CMD.SUBMIT_JOB, func, workload, cb, unique, timeout,
                         on_data, on_warning, on_status, on_exception)
 
-    def submit_job_high(self, func: Name, workload: Payload, cb: Callback = None, *,
+    def submit_job_high(self, func: Name, workload: Payload, cb: Optional[BytesCallback] = None, *,
                         unique: Optional[Name] = None, timeout: Optional[float] = None,
-                        on_data: Callback = None, on_warning: Callback = None,
-                        on_status: Callback = None, on_exception: Callback = None) -> None:
+                        on_data: Optional[DataHandler] = None,
+                        on_warning: Optional[DataHandler] = None,
+                        on_status: Optional[StatusHandler] = None,
+                        on_exception: Optional[DataHandler] = None) -> None:
         """``submit_job`` at high priority."""
         self._submit_fg(CMD.SUBMIT_JOB_HIGH, func, workload, cb, unique, timeout,
                         on_data, on_warning, on_status, on_exception)
 
-    def submit_job_low(self, func: Name, workload: Payload, cb: Callback = None, *,
+    def submit_job_low(self, func: Name, workload: Payload, cb: Optional[BytesCallback] = None, *,
                        unique: Optional[Name] = None, timeout: Optional[float] = None,
-                       on_data: Callback = None, on_warning: Callback = None,
-                       on_status: Callback = None, on_exception: Callback = None) -> None:
+                       on_data: Optional[DataHandler] = None,
+                       on_warning: Optional[DataHandler] = None,
+                       on_status: Optional[StatusHandler] = None,
+                       on_exception: Optional[DataHandler] = None) -> None:
         """``submit_job`` at low priority."""
         self._submit_fg(CMD.SUBMIT_JOB_LOW, func, workload, cb, unique, timeout,
                         on_data, on_warning, on_status, on_exception)
@@ -383,42 +414,46 @@ class Gearman:
         if epoch is None:
             if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
                 _args.check_size(fname, ukey, load)  # raises the ValueError
-            self._check().send3(cmd, fname, ukey, load, Entry(K_SUBMIT_BG, cb))
+            self._hot().send3(cmd, fname, ukey, load, Entry(K_SUBMIT_BG, cb))
             return
         args = (fname, ukey, epoch, load)
         _args.check_size(*args)
         self._check().send(cmd, args, Entry(K_SUBMIT_BG, cb))
 
-    def submit_job_bg(self, func: Name, workload: Payload, cb: Callback = None, *,
+    def submit_job_bg(self, func: Name, workload: Payload,
+                      cb: Optional[HandleCallback] = None, *,
                       unique: Optional[Name] = None) -> None:
         """A background job. Callback ``cb(handle_str, err)`` on JOB_CREATED."""
         self._submit_bg(CMD.SUBMIT_JOB_BG, func, workload, cb, unique)
 
-    def submit_job_high_bg(self, func: Name, workload: Payload, cb: Callback = None, *,
+    def submit_job_high_bg(self, func: Name, workload: Payload,
+                           cb: Optional[HandleCallback] = None, *,
                            unique: Optional[Name] = None) -> None:
         """``submit_job_bg`` at high priority."""
         self._submit_bg(CMD.SUBMIT_JOB_HIGH_BG, func, workload, cb, unique)
 
-    def submit_job_low_bg(self, func: Name, workload: Payload, cb: Callback = None, *,
+    def submit_job_low_bg(self, func: Name, workload: Payload,
+                          cb: Optional[HandleCallback] = None, *,
                           unique: Optional[Name] = None) -> None:
         """``submit_job_bg`` at low priority."""
         self._submit_bg(CMD.SUBMIT_JOB_LOW_BG, func, workload, cb, unique)
 
     def submit_job_epoch(self, func: Name, workload: Payload, epoch: int,
-                         cb: Callback = None, *, unique: Optional[Name] = None) -> None:
+                         cb: Optional[HandleCallback] = None, *,
+                         unique: Optional[Name] = None) -> None:
         """A background job run at ``epoch`` (int Unix seconds).
         Callback ``cb(handle_str, err)``."""
         when = _args.epoch(epoch)
         self._submit_bg(CMD.SUBMIT_JOB_EPOCH, func, workload, cb, unique, when)
 
-    def get_status(self, handle: Name, cb: Callable[..., Any]) -> None:
+    def get_status(self, handle: Name, cb: StatusCallback) -> None:
         """GET_STATUS. ``cb({'handle', 'known', 'running', 'numerator',
         'denominator'}, err)``; known/running are bools."""
         key = _args.handle(handle)
         _args.callback(cb)
         self._check().send(CMD.GET_STATUS, (key,), Entry(K_STATUS, cb))
 
-    def get_status_unique(self, unique: Name, cb: Callable[..., Any]) -> None:
+    def get_status_unique(self, unique: Name, cb: StatusCallback) -> None:
         """GET_STATUS_UNIQUE. ``cb({'unique', 'known', 'running', 'numerator',
         'denominator', 'client_count'}, err)``."""
         key = _args.unique(unique)
@@ -427,74 +462,53 @@ class Gearman:
         _args.callback(cb)
         self._check().send(CMD.GET_STATUS_UNIQUE, (key,), Entry(K_STATUS_UNIQUE, cb))
 
-    def option(self, name: Name, cb: Callback = None) -> None:
+    def option(self, name: Name, cb: Optional[BoolCallback] = None) -> None:
         """OPTION_REQ. ``cb(True, err)``; "exceptions" is re-sent on reconnect."""
-        opt = _args.name_token(name, "option name")
-        if len(opt) >= 64:
-            raise ValueError("option name must be shorter than 64 bytes")
+        opt = _args.option_name(name)
         _args.callback(cb)
-        s = self._check()
-        s.send(CMD.OPTION_REQ, (opt,), Entry(K_OPTION, cb))
-        if opt.lower() == b"exceptions":
-            s.exceptions = True
+        self._check().option(opt, cb)
 
     # ===== Admin (API.md 7) =====
 
-    def admin(self, command: Name, cb: Callback = None) -> None:
+    def admin(self, command: Name, cb: Optional[TextCallback] = None) -> None:
         """A text command; ``cb(text, err)``. Block replies come whole; a
-        reply starting with ``ERR `` is the err."""
-        cmd = _args.text(command, "command")
-        if b"\r" in cmd or b"\n" in cmd or b"\0" in cmd:
-            raise ValueError("admin command must not hold CR, LF or NUL")
+        one-line reply that starts with "ERR" is delivered as the err."""
+        cmd = _args.admin_command(command)
         _args.callback(cb)
-        # Split as gearmand does: on runs of spaces only (a tab is part of a
-        # word), a leading space making the command word empty; ASCII case-blind.
-        head, *rest = cmd.lower().split(b" ")
-        rest = [w for w in rest if w]
-        if head in _BLOCK_COMMANDS or (head == b"show" and rest == [b"jobs"]):
-            kind = K_TEXT_BLOCK
-        elif head == b"show" and rest == [b"unique", b"jobs"]:
-            kind = K_TEXT_MARKED  # a unique key "." must not end it (PROTOCOL.md 7)
-        else:
-            kind = K_TEXT_LINE
-        # CRLF: gearmand trims two bytes off some lines (PROTOCOL.md 7).
-        self._check().admin(cmd + b"\r\n", kind, cb)
+        self._check().admin_command(cmd, cb)
 
-    def server_status(self, cb: Callback = None) -> None:
+    def server_status(self, cb: Optional[TextCallback] = None) -> None:
         """``status``: lines ``FUNC\\tTOTAL\\tRUNNING\\tWORKERS``."""
         self.admin("status", cb)
 
-    def server_workers(self, cb: Callback = None) -> None:
+    def server_workers(self, cb: Optional[TextCallback] = None) -> None:
         """``workers``: one line per connection."""
         self.admin("workers", cb)
 
-    def server_version(self, cb: Callback = None) -> None:
+    def server_version(self, cb: Optional[TextCallback] = None) -> None:
         """``version``: e.g. ``"OK 1.1.20+ds"``."""
         self.admin("version", cb)
 
-    def maxqueue(self, func: Name, size: int, cb: Callback = None) -> None:
+    def maxqueue(self, func: Name, size: int, cb: Optional[TextCallback] = None) -> None:
         """``maxqueue FUNC SIZE``: ``"OK"``."""
-        name = _args.name_token(func, "func")
-        if isinstance(size, bool) or not isinstance(size, int):
-            raise TypeError("size must be an int")
-        if size < 0:
-            raise ValueError("size must be >= 0")
-        self.admin(b"maxqueue " + name + b" " + str(size).encode(), cb)
+        self.admin(_args.maxqueue_command(func, size), cb)
 
-    def shutdown_server(self, graceful: bool = False, cb: Callback = None) -> None:
+    def shutdown_server(self, graceful: bool = False,
+                        cb: Optional[TextCallback] = None) -> None:
         """``shutdown [graceful]`` (gearmand >= 1.1.15 answers ERR UNKNOWN_COMMAND)."""
         self.admin("shutdown graceful" if graceful else "shutdown", cb)
 
     # ===== Worker (API.md 6) =====
 
-    def register_function(self, name: Name, callback: Callable[[Job], Any], *,
+    def register_function(self, name: Name, callback: WorkerFunction, *,
                           timeout: Optional[float] = None, async_: bool = False) -> None:
         """Serve ``name`` with ``callback(job)``: CAN_DO, or CAN_DO_TIMEOUT
         with ``timeout`` seconds. A sync callback returns the result (bytes,
         str or None); an ``async_=True`` callback finishes the job itself
         with ``job.complete()``, ``job.fail()`` or ``job.exception()``.
 
-        Raises: TypeError for a coroutine function (use ``gearman_ev.aio``).
+        Raises: TypeError for a coroutine function (``async def``): the
+        callback is called as a plain function.
         """
         if not callable(callback):
             raise TypeError("callback must be callable as callback(job)")
@@ -528,13 +542,14 @@ class Gearman:
         """SET_CLIENT_ID, now and on every connect."""
         self._check().set_client_id(_args.name_token(client_id, "client_id"))
 
-    def all_yours(self, cb: Callback = None) -> None:
+    def all_yours(self, cb: Optional[BoolCallback] = None) -> None:
         """ALL_YOURS. gearmand 1.1 answers ``cb(None, "INVALID_COMMAND: ...")``;
         a server that takes it silently gives ``cb(True, None)``."""
         _args.callback(cb)
         self._check().all_yours(cb)
 
-    def work(self, on_idle: Callback = None, *, concurrency: Optional[int] = None) -> None:
+    def work(self, on_idle: Optional[Hook] = None, *,
+             concurrency: Optional[int] = None) -> None:
         """Grab and run jobs until ``work_stop()``. ``on_idle()`` fires each
         time the worker goes to sleep. ``concurrency=N`` keeps at most N
         (async) jobs in flight with at most N grabs outstanding."""
@@ -542,7 +557,7 @@ class Gearman:
         limit = _args.concurrency(concurrency)
         self._check().work(on_idle, limit, False)
 
-    def work_one(self, on_idle: Callback = None) -> None:
+    def work_one(self, on_idle: Optional[Hook] = None) -> None:
         """Run exactly one job, then stop; wait for one if none is queued."""
         _args.callback(on_idle, "on_idle")
         self._check().work(on_idle, None, True)
@@ -551,7 +566,7 @@ class Gearman:
         """Stop grabbing; jobs in flight still report their results."""
         self._check().work_stop()
 
-    def grab_job(self, cb: Callable[..., Any]) -> None:
+    def grab_job(self, cb: JobCallback) -> None:
         """One GRAB: ``cb(job, None)`` or ``cb(None, "no job")``."""
         if not callable(cb):
             raise TypeError("cb must be callable as cb(job, err)")

@@ -8,12 +8,15 @@ methods only (``check_caller``, ``job_send``, ``job_done``).
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, Optional, Union
 
 from . import _args, errors
 from ._codec import CMD
 
 __all__ = ["Job"]
+
+# What a job method sends (as _gearman.Payload): bytes-like, or str sent as UTF-8.
+Payload = Union[bytes, bytearray, memoryview, str]
 
 
 class Job:
@@ -78,7 +81,7 @@ class Job:
         self.finished = True
         session.job_done(self._counted)
 
-    def complete(self, result: Any = b"") -> None:
+    def complete(self, result: Optional[Payload] = b"") -> None:
         """WORK_COMPLETE with ``result`` (bytes-like or str; None is b"")."""
         self._terminal(CMD.WORK_COMPLETE, b"" if result is None else result)
 
@@ -86,7 +89,7 @@ class Job:
         """WORK_FAIL."""
         self._terminal(CMD.WORK_FAIL)
 
-    def exception(self, data: Any) -> None:
+    def exception(self, data: Payload) -> None:
         """WORK_EXCEPTION carrying ``data`` (terminal: no WORK_FAIL follows)."""
         self._terminal(CMD.WORK_EXCEPTION, data)
 
@@ -97,15 +100,15 @@ class Job:
         _args.check_size(self._handle, data)
         self._owner().job_send(self.epoch, cmd, (self._handle, data))
 
-    def send_data(self, data: Any) -> None:
+    def send_data(self, data: Payload) -> None:
         """WORK_DATA: a chunk for the client's ``on_data``."""
         self._event(CMD.WORK_DATA, data, "data")
 
-    def warning(self, data: Any) -> None:
+    def warning(self, data: Payload) -> None:
         """WORK_WARNING: for the client's ``on_warning``."""
         self._event(CMD.WORK_WARNING, data, "warning")
 
-    def status(self, numerator: Any, denominator: Any) -> None:
+    def status(self, numerator: object, denominator: object) -> None:
         """WORK_STATUS: progress as ``str(numerator)`` / ``str(denominator)``."""
         if self.finished:
             raise errors.GearmanError(errors.JOB_FINISHED)

@@ -1,16 +1,20 @@
 """The libev driver: one session's socket on a ``gearman_ev.ev`` loop.
 
-It owns the socket, name resolution and the non-blocking connect, the read
-and write watchers, the before-poll flush and the session's one timer. C
-reads and writes the socket (gm_conn_read / gm_conn_write into the session's
-codec): one readable event costs one crossing into Python, however many
-packets it brings.
+It owns the socket, name resolution (off the loop, see ``_resolve``) and the
+non-blocking connect, the read and write watchers, the before-poll flush and
+the session's one timer. C reads and writes the socket (gm_conn_read /
+gm_conn_write into the session's codec): one readable event costs one
+crossing into Python, however many packets it brings. ``_tls.TLSDriver``
+extends it with TLS, where Python moves the bytes instead.
 
 What must stay true:
 - Watchers hold the driver weakly and the driver holds its session weakly:
   an object the program no longer references is collected, and its
   finalizer drains it.
 - The session is called back only from watcher callbacks (see ``_driver``).
+- A host name lookup in flight has the Async watcher ``_resolved`` active,
+  so ``loop.start()`` waits for it; ``close()`` stops it, and an answer
+  that comes after that is never acted on.
 """
 from __future__ import annotations
 
@@ -21,10 +25,10 @@ import threading
 import weakref
 from typing import Any, Callable, List, Optional, Tuple
 
-from . import _codec, errors, ev
+from . import _codec, _resolve, errors, ev
 from ._ffi import lib
 
-__all__ = ["LibevDriver"]
+__all__ = ["LibevDriver", "apply_keepalive"]
 
 _UNIX_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 _read = lib.gm_conn_read
@@ -45,6 +49,20 @@ def _weak_method(obj: Any, func: Callable[..., Any]) -> Callable[[Any, int], Non
     return callback
 
 
+def apply_keepalive(sock: socket.socket, seconds: float) -> None:
+    """TCP keepalive on (idle time ``seconds``) or off (0); also the asyncio
+    driver's. A Unix socket is left alone."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    on = seconds > 0
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1 if on else 0)
+    if on and hasattr(socket, "TCP_KEEPIDLE"):
+        # The kernel counts whole seconds: round, but never down to "off".
+        secs = max(1, round(seconds))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, secs)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, secs)
+
+
 class LibevDriver:
     """Drives one session on an ``ev.Loop`` (see ``_driver.Driver``)."""
 
@@ -53,22 +71,31 @@ class LibevDriver:
         self._session: Callable[[], Any] = lambda: None
         self._sock: Optional[socket.socket] = None
         self._connecting = False
-        self._addrinfos: List[Tuple[int, int, int, Any]] = []
+        self._addrinfos: List[_resolve.AddrInfo] = []
         self._failure: Optional[str] = None  # a connect failure to report from the loop
+        self._lookup: Optional[_resolve.Lookup] = None  # the last host name lookup started
+        # Inside a readable event, requests are written when the event ends
+        # (one send, no before-poll watcher round); -1: not in one.
+        self._event_depth = -1
         self.keepalive = keepalive
-        self._rio = ev.Io(0, ev.EV_READ, loop, _weak_method(self, LibevDriver._on_readable),
+        # type(self): a subclass (the TLS driver) brings its own handlers.
+        cls = type(self)
+        self._rio = ev.Io(0, ev.EV_READ, loop, _weak_method(self, cls._on_readable),
                           priority=priority)
-        self._wio = ev.Io(0, ev.EV_WRITE, loop, _weak_method(self, LibevDriver._on_writable),
+        self._wio = ev.Io(0, ev.EV_WRITE, loop, _weak_method(self, cls._on_writable),
                           priority=priority)
         # Requests queued during a loop iteration are written just before the
         # loop polls: one send per iteration, no epoll_ctl round for the
         # write watcher unless the kernel pushes back.
-        self._flusher = ev.Prepare(loop, _weak_method(self, LibevDriver._on_prepare),
+        self._flusher = ev.Prepare(loop, _weak_method(self, cls._on_prepare),
                                    priority=priority)
-        self._timer = ev.Timer(0, 0, loop, _weak_method(self, LibevDriver._on_timer),
+        self._timer = ev.Timer(0, 0, loop, _weak_method(self, cls._on_timer),
                                priority=priority)
-        self._soon = ev.Timer(0, 0, loop, _weak_method(self, LibevDriver._on_soon),
+        self._soon = ev.Timer(0, 0, loop, _weak_method(self, cls._on_soon),
                               priority=priority)
+        # Active while a lookup runs: the resolver thread sends it.
+        self._resolved = ev.Async(loop, _weak_method(self, cls._on_resolved),
+                                  priority=priority)
 
     def attach(self, session: Any) -> None:
         self._session = weakref.ref(session)
@@ -76,7 +103,7 @@ class LibevDriver:
     # ===== Properties the front-end exposes =====
 
     def watchers(self) -> Tuple[ev.Watcher, ...]:
-        return (self._rio, self._wio, self._flusher, self._timer, self._soon)
+        return (self._rio, self._wio, self._flusher, self._timer, self._soon, self._resolved)
 
     def set_priority(self, value: int) -> None:
         for w in self.watchers():
@@ -86,6 +113,9 @@ class LibevDriver:
             w.priority = value
             if was_active:
                 w.start()
+        lookup = self._lookup
+        if self._resolved.active and lookup is not None and lookup.done:
+            self._resolved.send()  # its send may have landed while it was stopped
 
     def set_keepalive(self, seconds: float) -> None:
         self.keepalive = seconds
@@ -93,15 +123,7 @@ class LibevDriver:
             self._apply_keepalive(self._sock)
 
     def _apply_keepalive(self, sock: socket.socket) -> None:
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return
-        on = self.keepalive > 0
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1 if on else 0)
-        if on and hasattr(socket, "TCP_KEEPIDLE"):
-            # The kernel counts whole seconds: round, but never down to "off".
-            secs = max(1, round(self.keepalive))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, secs)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, secs)
+        apply_keepalive(sock, self.keepalive)
 
     # ===== Driver interface =====
 
@@ -109,6 +131,8 @@ class LibevDriver:
         return self._loop.now()
 
     def flush_soon(self) -> None:
+        if self._event_depth == self._loop._depth:
+            return  # _on_readable writes when the event ends
         if self._flusher._handle is None:  # not started: a Python check, no C call
             self._flusher.start()
 
@@ -123,7 +147,7 @@ class LibevDriver:
         self._loop._park(exc)
 
     def check_thread(self) -> None:
-        owner = getattr(self._loop, "_running_thread", None)
+        owner = self._loop._running_thread
         if owner is not None and owner != _get_ident():
             raise errors.GearmanError(errors.WRONG_THREAD)
 
@@ -137,16 +161,43 @@ class LibevDriver:
             self._addrinfos = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, path)]
         else:
             _, host, port = address
-            try:
-                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except socket.gaierror as exc:
-                self._fail_soon(f"getaddrinfo: {exc.strerror}")
+            infos = _resolve.numeric(host, port)
+            if infos is None:
+                self._resolve(host, port)
                 return
-            self._addrinfos = [(fam, typ, proto, addr) for fam, typ, proto, _, addr in infos]
+            self._addrinfos = infos
+        self._try_next_address(None)
+
+    def _resolve(self, host: str, port: int) -> None:
+        """Look the name up in a thread; ``_on_resolved`` goes on from there."""
+        self._resolved.start()
+        lookup = self._lookup
+        if lookup is not None and lookup.host == host and lookup.port == port:
+            # A lookup given up on (a connect timeout, a disconnect) still
+            # runs: a reconnect waits for it rather than start another
+            # thread, so a hanging resolver costs one thread, not one per try.
+            if lookup.done:
+                self._resolved.send()  # its own send hit a stopped watcher
+            return
+        self._lookup = _resolve.Lookup(host, port, self._resolved)
+
+    def _on_resolved(self, watcher: Any, revents: int) -> None:
+        lookup = self._lookup
+        if lookup is None or not lookup.done:
+            return  # a lookup this driver gave up on sent it
+        watcher.stop()
+        self._lookup = None  # answered: the next connect asks again
+        session = self._session()
+        if session is None:
+            return
+        if lookup.error is not None:
+            session.connect_failed(lookup.error)
+            return
+        self._addrinfos = list(lookup.infos)
         self._try_next_address(None)
 
     def close(self, flush: bool) -> None:
-        for w in (self._rio, self._wio, self._flusher, self._soon):
+        for w in (self._rio, self._wio, self._flusher, self._soon, self._resolved):
             w.stop()
         session = self._session()
         if session is not None:
@@ -225,6 +276,10 @@ class LibevDriver:
             self._try_next_address(err)
             return
         self._connecting = False
+        self._transport_up(sock)
+
+    def _transport_up(self, sock: socket.socket) -> None:
+        """The socket is connected: C reads and writes it from now on."""
         session = self._session()
         if session is None:
             return
@@ -245,15 +300,30 @@ class LibevDriver:
         c = session.c
         rc = _read(c)
         epoch = session.epoch
-        session.receive()  # the packets that arrived, even before an EOF
+        # A callback may run a nested loop (its depth differs): then requests
+        # go out through the before-poll watcher as usual.
+        outer, self._event_depth = self._event_depth, self._loop._depth
+        try:
+            session.receive()  # the packets that arrived, even before an EOF
+        finally:
+            self._event_depth = outer
         if rc < 0 and session.epoch == epoch:
             session.connection_lost(_codec.message(rc, c.err_no))
+        if session.flush_asked:
+            # Stopping a Prepare that never started costs three C calls: a
+            # worker's every job came through here (issue 17).
+            if self._flusher._handle is not None:
+                self._flusher.stop()
+            self._flush(session)  # checks that there is a socket to write
 
     def _on_prepare(self, watcher: Any, revents: int) -> None:
         watcher.stop()
         session = self._session()
-        if session is None:
-            return
+        if session is not None:
+            self._flush(session)
+
+    def _flush(self, session: Any) -> None:
+        """Write what the session queued: one send, the rest when writable."""
         session.flush_asked = False
         if self._sock is None or self._connecting or self._wio._handle is not None:
             return  # not connected yet, or already waiting for writability

@@ -19,14 +19,34 @@ Rules that must stay true:
 3. Every callback a request carries fires exactly once. Until then the
    request is in exactly one of ``_waiting`` (not sent), ``_pending`` (sent,
    awaiting its in-order reply) or ``_active`` (a foreground job with a
-   handle). ``_drop`` empties all three.
+   handle). ``_drop`` empties all three. Rule 6 is the one way out of
+   rule 3 that fires nothing: a pool takes the request over.
 4. An exception from the library's own handling of a packet is a protocol
    error: the connection ends with ``"protocol error: <what>"`` and every
    callback is drained once.
 5. No socket, no loop, no clock of its own: the driver is asked for ``now()``.
+6. Failover, for a connection that serves a pool (``self.pool`` set, see
+   ``_routing``): when the connection ends, every ``REROUTABLE`` request
+   (submissions, ECHO, GET_STATUS_UNIQUE) it never wrote is handed to the
+   pool (``pool.session_down``) to be sent to another server, instead of
+   failing with "disconnected". "Never written" is exact at the kernel's
+   boundary: the request is still in ``_waiting``, or every byte of it is
+   still in the codec's write buffer (the kernel took none of it). The
+   stream offset of each re-routable request not yet written is kept in
+   ``_marks``; those requests are the last ones of their kinds in
+   ``_pending``, for a reply only ever answers a request that was written.
+   A request the kernel took any byte of fails as before: a whole one may
+   have reached the server, and of one cut in two (at most one per drop)
+   the head is gone from the buffer, so it cannot be re-sent as it was. For
+   a driver that takes the bytes out for its own transport
+   (``take_output``), "written" means handed to that transport. Everything
+   else (a job created on that server, a GRAB, an admin line, a status by
+   handle) still fails once with "disconnected": never re-sent.
 """
 from __future__ import annotations
 
+import array
+import bisect
 import collections
 import heapq
 import logging
@@ -34,11 +54,12 @@ import os
 import weakref
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from . import _codec, errors
+from . import _args, _codec, errors
 from ._codec import CMD, NULL, TEXT_BLOCK, TEXT_LINE, TEXT_MARKED, next_packet, pack4, unpack
+from ._driver import Driver
 
-__all__ = ["Session", "Submission", "Entry", "fork_generation",
-           "DISCONNECTED", "CONNECTING", "CONNECTED", "WAITING"]
+__all__ = ["Session", "Submission", "Entry", "fork_generation", "fail_detached",
+           "REROUTABLE", "DISCONNECTED", "CONNECTING", "CONNECTED", "WAITING"]
 
 log = logging.getLogger("gearman_ev")
 
@@ -69,6 +90,24 @@ ANSWERS = {
     CMD.JOB_ASSIGN_ALL: (K_GRAB, K_GRAB_MANAGED),
 }
 _CREATED_ANSWERS = ANSWERS[CMD.JOB_CREATED]
+# The three JOB_ASSIGN* answer the same kinds (checked here, so an edit to
+# ANSWERS cannot leave the inlined match in _assigned behind).
+_ASSIGN_ANSWERS = ANSWERS[CMD.JOB_ASSIGN]
+assert ANSWERS[CMD.JOB_ASSIGN_UNIQ] == ANSWERS[CMD.JOB_ASSIGN_ALL] == _ASSIGN_ANSWERS
+# Module constants for the worker's per-job path: a global load, not a class
+# attribute lookup each time.
+_GRAB, _GRAB_UNIQ, _WORK_COMPLETE = CMD.GRAB_JOB, CMD.GRAB_JOB_UNIQ, CMD.WORK_COMPLETE
+_MAX_PACKET = _codec.MAX_PACKET
+
+#: Rule 6: the requests a pool may send to another server when this
+#: connection ends before writing them. Each is answered by whichever server
+#: gets it; a status by handle, an admin line, an option or a GRAB concern
+#: this server alone.
+REROUTABLE = frozenset((K_SUBMIT, K_SUBMIT_BG, K_ECHO, K_STATUS_UNIQUE))
+# Admin commands whose reply is a block ending in ".\n" (PROTOCOL.md 7).
+# gearmand 1.1.20 answers these three with a block whatever words follow
+# ("status x" too); "show" only with exactly these arguments.
+_BLOCK_COMMANDS = {b"status", b"workers", b"prioritystatus"}
 
 #: While asleep, a worker grabs again this often: gearmand 1.1 never wakes a
 #: sleeping worker when an epoch job comes due (PROTOCOL.md 8.4).
@@ -83,8 +122,8 @@ SPIN_TOLERANCE = 3
 SPIN_BACKOFF_MIN = 0.01
 SPIN_BACKOFF_MAX = 0.25
 
-#: A finished job's entry in the deadline heap is dropped lazily; the heap is
-#: rebuilt when it holds this many more entries than live deadlines.
+#: A finished job's entry in the deadline lane or heap is dropped lazily; both
+#: are rebuilt when they hold this many more entries than live deadlines.
 _HEAP_SLACK = 1024
 
 Callback = Optional[Callable[..., Any]]
@@ -125,12 +164,17 @@ class Entry:
         self.cb = cb
 
 
+#: Every managed GRAB shares one entry: it carries no callback, and its kind
+#: is all a reply needs (no allocation per job).
+_MANAGED_GRAB = Entry(K_GRAB_MANAGED, None)
+
+
 class Submission(Entry):
     """A foreground job, from submit to its one terminal callback: its own
     FIFO entry until JOB_CREATED, then listed in ``_active`` by handle."""
 
     __slots__ = ("on_data", "on_warning", "on_status", "on_exception",
-                 "deadline", "done", "handle", "shared")
+                 "deadline", "done", "handle", "shared", "on_created")
 
     def __init__(self, cb: Callback, on_data: Callback, on_warning: Callback,
                  on_status: Callback, on_exception: Callback, shared: bool) -> None:
@@ -144,6 +188,10 @@ class Submission(Entry):
         self.done = False
         self.handle: Optional[bytes] = None
         self.shared = shared  # has a unique key: later submissions may share its handle
+        # on_created(handle_str) once JOB_CREATED is matched: the asyncio
+        # front-end's JobRun.created() waits on it. Set after construction,
+        # so the callback front-end's hot path pays nothing for it.
+        self.on_created: Callback = None
 
 
 class Attached:
@@ -190,7 +238,7 @@ class Session:
     function, unique, workload, counted)`` builds the worker's Job objects.
     """
 
-    def __init__(self, driver: Any, make_job: Callable[..., Any], *, exceptions: bool,
+    def __init__(self, driver: Driver, make_job: Callable[..., Any], *, exceptions: bool,
                  client_id: Optional[bytes], grab_unique: bool, connect_timeout: float,
                  command_timeout: float, reconnect: bool, reconnect_delay: float,
                  max_reconnect_attempts: int, high_water: int) -> None:
@@ -198,6 +246,11 @@ class Session:
         self._make_job = make_job
         self.c = NULL               # the codec; allocated last, once all else is set
         self._pkt = _codec.new_packet()
+        # Its arg and len arrays, fetched once: the per-job handlers index
+        # them without two cdata attribute lookups per argument (issue 17).
+        # Every handler is given self._pkt (receive), so they are its arrays.
+        self._pkt_arg = self._pkt.arg
+        self._pkt_len = self._pkt.len
         self.state = DISCONNECTED
         self.epoch = 0              # bumped on every drop: stale jobs and callbacks check it
         self.closed = False
@@ -232,6 +285,15 @@ class Session:
         self._command_at = 0.0
         self._reconnect_at = 0.0
         self._regrab_at = 0.0
+        # Job deadlines: a lane and a heap, together in (deadline, order of
+        # arming) order. A deadline no earlier than every one the lane was
+        # given (_lane_floor) joins the lane: with one timeout for all jobs,
+        # and a loop clock that only moves on, that is every job; 8 bytes and
+        # an append instead of a tuple, a seq int and a heappush (issue 17:
+        # <= 2 us and <= 100 bytes per job). Only an earlier one takes the
+        # heap, so on equal deadlines the lane's entry was armed first.
+        self._job_lane: Deque[Submission] = collections.deque()
+        self._lane_floor = 0.0
         self._job_heap: List[Tuple[float, int, Submission]] = []
         self._job_seq = 0
         self._live_deadlines = 0
@@ -249,7 +311,18 @@ class Session:
         self._sleeping = False
         self._slept_at = 0.0
         self._quick_wakes = 0
+        # Pool membership (rule 6), set by ``join_pool``: the pool told of
+        # each connect and drop, the grab cap shared with the pool's other
+        # connections, and the stream offsets of requests not yet written.
+        self.pool: Any = None
+        self.grab_cap: Any = None
+        # _marks[_mark_head:]: stream offsets of the re-routable requests not
+        # yet written, ascending (an array: no object per request).
+        self._marks: Optional["array.array[int]"] = None
+        self._mark_head = 0
+        self._out_total = 0          # bytes queued since the connect (exact, with _marks)
         self._fork_gen = _fork_gen
+        self.forked = False
         self.c = _codec.new_conn()
         _sessions.add(self)
 
@@ -296,6 +369,7 @@ class Session:
         self._start_connect()
 
     def _start_connect(self) -> None:
+        assert self.address is not None  # connect() set it; reconnects reuse it
         self.state = CONNECTING
         self._connect_at = self._driver.now() + self.connect_timeout if self.connect_timeout else 0.0
         self._rearm()
@@ -310,6 +384,9 @@ class Session:
         self._unsent = 0
         self._was_full = False
         lib_reset(self.c, fd)
+        if self._marks is not None:
+            del self._marks[:]
+            self._mark_head = self._out_total = 0
         self._queue_setup()
         waiting, self._waiting = self._waiting, collections.deque()
         for cmd, args, entry in waiting:
@@ -317,6 +394,8 @@ class Session:
         self._flush_soon()
         self._rearm()
         epoch = self.epoch
+        if self.pool is not None:
+            self.pool.session_up(self)  # library code: may queue what waited for a server
         if self.on_connect is not None:
             self._call(self.on_connect)
         if epoch == self.epoch and self.state == CONNECTED and self.working:
@@ -344,10 +423,13 @@ class Session:
         self._driver.close(False)
         self.epoch += 1
         self._connect_at = 0.0
+        unsent = self._take_unsent()
         if self._should_reconnect():
             self.state = WAITING  # what callbacks submit meanwhile waits
         else:
             self.state = DISCONNECTED
+        self._hand_back(unsent)
+        if self.state == DISCONNECTED:
             self._drain(errors.DISCONNECTED, waiting=True)
         self.report_error(err)
         if self.state == WAITING:
@@ -361,6 +443,7 @@ class Session:
     def _schedule_reconnect(self) -> None:
         if self.max_reconnect_attempts and self._attempts >= self.max_reconnect_attempts:
             self.state = DISCONNECTED
+            self._hand_back(self._take_unsent())  # the pool learns it is gone for good
             self._drain(errors.DISCONNECTED, waiting=True)
             self._reconnect_at = 0.0
             self._rearm()
@@ -397,6 +480,7 @@ class Session:
         self._reconnect_at = 0.0
         if self.state in (DISCONNECTED, WAITING):
             self.state = DISCONNECTED
+            self._hand_back(self._take_unsent())
             self._drain(errors.DISCONNECTED, waiting=True)
             self._rearm()
             return
@@ -416,6 +500,7 @@ class Session:
         if was_established and self._heard:
             self._attempts = 0  # a connection the server spoke on was a success
         self._driver.close(err is None)  # a deliberate close flushes what was queued
+        unsent = self._take_unsent()     # before the reset: the unsent bytes are in the codec
         lib_reset(self.c, -1)
         self.state = DISCONNECTED
         self.epoch += 1
@@ -423,6 +508,7 @@ class Session:
         retry = reconnect and err is not None and self._should_reconnect()
         if retry:
             self.state = WAITING  # requests made from callbacks wait
+        self._hand_back(unsent)          # state first: the pool re-routes, then user code
         self._drain(drain_err, waiting=not retry)
         if was_established and self.on_disconnect is not None and not self.closed:
             self._call(self.on_disconnect)
@@ -488,12 +574,16 @@ class Session:
             _codec.free_conn(c)
 
     def _forked(self) -> None:
-        """In a forked child: forget everything without a callback or a byte."""
+        """In a forked child: forget everything without a callback or a byte.
+        DISCONNECTED makes every request take the slow path of ``send``,
+        which names the reason."""
+        self.forked = True
         self._driver.forked()
         self._pending = collections.deque()
         self._waiting = collections.deque()
         self._active = {}
         self._job_heap = []
+        self._job_lane = collections.deque()
         self.state = DISCONNECTED
 
     # ===== Sending =====
@@ -512,7 +602,8 @@ class Session:
             args = _snapshot(args)
             self._waiting.append((cmd, args, entry))
         else:
-            raise errors.GearmanError(errors.NOT_CONNECTED)
+            raise errors.GearmanError(errors.USED_AFTER_FORK if self.forked
+                                      else errors.NOT_CONNECTED)
 
     def send3(self, cmd: int, a0: Any, a1: Any, a2: Any, entry: Entry) -> None:
         """``send`` for the three-argument submissions, inlined: the hot path
@@ -527,6 +618,11 @@ class Session:
         if rc != 0:
             _codec.ensure(rc)
         self._unsent += 14 + l0 + l1 + l2
+        marks = self._marks
+        if marks is not None:  # rule 6, inlined: a submission is always re-routable
+            start = self._out_total
+            marks.append(start)
+            self._out_total = start + 14 + l0 + l1 + l2
         pending = self._pending
         if not pending and self.command_timeout:
             self._start_command_clock()
@@ -551,30 +647,40 @@ class Session:
 
     def _pack(self, cmd: Optional[int], args: Any, entry: Optional[Entry]) -> None:
         c = self.c
-        if cmd is None:  # an admin line
+        if cmd is None:  # an admin line, or a whole packet a pool moved here (rule 6)
             _codec.ensure(_codec.append(c, args, len(args)))
-            self._unsent += len(args)
+            size = len(args)
         else:
             # Arguments are bytes or char[] cdata (see _args.payload): both
             # pass to C without a copy.
             n = len(args)
             if n == 3:  # submissions
                 a0, a1, a2 = args
-                rc = pack4(c, cmd, 3, a0, len(a0), a1, len(a1), a2, len(a2), NULL, 0)
+                l0, l1, l2 = len(a0), len(a1), len(a2)
+                rc = pack4(c, cmd, 3, a0, l0, a1, l1, a2, l2, NULL, 0)
+                size = 14 + l0 + l1 + l2
             elif n == 2:  # a worker's results and events
                 a0, a1 = args
-                rc = pack4(c, cmd, 2, a0, len(a0), a1, len(a1), NULL, 0, NULL, 0)
+                l0, l1 = len(a0), len(a1)
+                rc = pack4(c, cmd, 2, a0, l0, a1, l1, NULL, 0, NULL, 0)
+                size = 13 + l0 + l1
             elif n == 0:  # GRAB_JOB, PRE_SLEEP
                 rc = pack4(c, cmd, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0)
+                size = 12
             else:
                 a: List[Any] = [NULL, 0, NULL, 0, NULL, 0, NULL, 0]
+                size = 11 + n
                 for i, arg in enumerate(args):
                     a[2 * i] = arg
                     a[2 * i + 1] = len(arg)
+                    size += len(arg)
                 rc = pack4(c, cmd, n, *a)
             if rc != 0:
                 _codec.ensure(rc)  # raises: no FIFO entry without its request
-            self._unsent += 12 + n + sum(len(x) for x in args)
+        # Exact, as rule 6 needs every offset right (high_water only an estimate).
+        self._unsent += size
+        if self._marks is not None:
+            self._mark(size, entry)
         if entry is not None:
             if not self._pending and self.command_timeout:
                 self._start_command_clock()
@@ -583,6 +689,14 @@ class Session:
     def written(self, left: int) -> None:
         """Driver: the codec's write buffer now holds ``left`` unsent bytes."""
         self._unsent = left
+        marks = self._marks
+        if marks is not None and self._mark_head < len(marks):
+            # Requests the kernel took a byte of can no longer be re-sent.
+            head = bisect.bisect_left(marks, self._out_total - left, self._mark_head)
+            if head > 4096 and head * 2 > len(marks):
+                del marks[:head]  # compact now and then, not on every write
+                head = 0
+            self._mark_head = head
         if left == 0 and self._was_full:
             self._was_full = False
             if self.on_drain is not None:
@@ -599,6 +713,7 @@ class Session:
         epoch = self.epoch
         dispatch = _DISPATCH
         pending = self._pending
+        got = False
         while True:
             mode = pending[0].kind if pending else 0
             n = next_packet(c, mode if mode <= K_TEXT_MARKED else 0, pkt)
@@ -608,7 +723,7 @@ class Session:
             if handler is None:
                 log.debug("gearman_ev: ignoring packet type %d", pkt.cmd)
                 continue
-            self._heard = True
+            got = True
             try:
                 handler(self, pkt)
             except Exception as exc:  # noqa: BLE001 - rule 4
@@ -617,6 +732,8 @@ class Session:
                 return
             if epoch != self.epoch:
                 return  # a callback dropped or replaced the connection
+        if got:
+            self._heard = True
         if n < 0:
             self._drop(_codec.message(n))
             return
@@ -672,10 +789,15 @@ class Session:
             self._rearm()
 
     def _push_deadline(self, sub: Submission) -> None:
-        self._job_seq += 1
-        heapq.heappush(self._job_heap, (sub.deadline, self._job_seq, sub))
+        deadline = sub.deadline
+        if deadline >= self._lane_floor:
+            self._lane_floor = deadline
+            self._job_lane.append(sub)
+        else:
+            self._job_seq += 1
+            heapq.heappush(self._job_heap, (deadline, self._job_seq, sub))
         self._live_deadlines += 1
-        if not self._armed or sub.deadline < self._armed:
+        if not self._armed or deadline < self._armed:
             self._rearm()
 
     def set_job_deadline(self, sub: Submission, timeout: float) -> None:
@@ -689,8 +811,12 @@ class Session:
         heap = self._job_heap
         while heap and heap[0][2].done:
             heapq.heappop(heap)  # finished jobs leave lazily
+        lane = self._job_lane
+        while lane and lane[0].done:
+            lane.popleft()
         when = min((t for t in (self._connect_at, self._command_at, self._reconnect_at,
-                                self._regrab_at, heap[0][0] if heap else 0.0) if t),
+                                self._regrab_at, heap[0][0] if heap else 0.0,
+                                lane[0].deadline if lane else 0.0) if t),
                    default=0.0)
         if force or (when and (not self._armed or when < self._armed)):
             self._armed = when
@@ -717,11 +843,18 @@ class Session:
             if self._sleeping and self.working and self.state == CONNECTED:
                 self._wake()
         heap = self._job_heap
-        while heap and heap[0][0] <= now and epoch == self.epoch:
-            sub = heapq.heappop(heap)[2]
+        lane = self._job_lane
+        while epoch == self.epoch:
+            # The earlier of the two heads; on a tie the lane's (armed first).
+            if lane and lane[0].deadline <= now and (
+                    not heap or lane[0].deadline <= heap[0][0]):
+                sub = lane.popleft()
+            elif heap and heap[0][0] <= now:
+                sub = heapq.heappop(heap)[2]
+            else:
+                break
             if not sub.done:
-                self._live_deadlines -= 1
-                self._job_timed_out(sub)
+                self._job_timed_out(sub)  # _finish_sub counts it out of _live_deadlines
         if not self.closed:
             self._rearm(force=True)
 
@@ -744,9 +877,11 @@ class Session:
         sub.done = True
         if sub.deadline:
             self._live_deadlines -= 1
-            if len(self._job_heap) > 2 * self._live_deadlines + _HEAP_SLACK:
+            if len(self._job_heap) + len(self._job_lane) > \
+                    2 * self._live_deadlines + _HEAP_SLACK:
                 self._job_heap = [e for e in self._job_heap if not e[2].done]
                 heapq.heapify(self._job_heap)
+                self._job_lane = collections.deque(e for e in self._job_lane if not e.done)
         cb = sub.cb
         if cb is not None:
             # What the finished job held goes now, not when its deadline passes.
@@ -761,10 +896,13 @@ class Session:
             self._pop(CMD.JOB_CREATED)
             return
         # Handles stay bytes inside: the key of _active, never decoded per event.
-        handle = unpack(pkt.arg[0], pkt.len[0])
+        handle = unpack(self._pkt_arg[0], self._pkt_len[0])
         if entry.kind == K_SUBMIT_BG:
             if entry.cb is not None:
-                self._call(entry.cb, handle.decode("utf-8", "surrogateescape"), None)
+                name = handle.decode("utf-8", "surrogateescape")
+                if self.pool is not None:
+                    self.pool.created(self, name)  # a pool's get_status asks this server
+                self._call(entry.cb, name, None)
             return
         sub: Submission = entry  # type: ignore[assignment]
         sub.handle = handle
@@ -780,6 +918,10 @@ class Session:
             other.subs.append(sub)
         else:
             active[handle] = Attached([other, sub])
+        if sub.on_created is not None and not sub.done:
+            # Routed first (rule 2): events that follow in this same read
+            # already find the submission.
+            self._call(sub.on_created, handle.decode("utf-8", "surrogateescape"))
 
     def _event_sub(self, pkt: Any, terminal: bool) -> Optional[Submission]:
         """The submission the next copy of this work event belongs to; a
@@ -827,14 +969,17 @@ class Session:
         self._finish_sub(sub, result, err)
 
     def _on_work_complete(self, pkt: Any) -> None:
-        handle = unpack(pkt.arg[0], pkt.len[0])
+        arg, lens = self._pkt_arg, self._pkt_len
+        handle = unpack(arg[0], lens[0])
         active = self._active
         sub = active.get(handle)
-        if type(sub) is Submission:  # one submission on the handle: the fast path
+        # One submission on the handle: the fast path. (Not Attached rather
+        # than "is Submission": the asyncio front-end's entries subclass it.)
+        if sub is not None and type(sub) is not Attached:
             del active[handle]
             if not sub.done:
                 self.active_count -= 1
-                self._finish_sub(sub, unpack(pkt.arg[1], pkt.len[1]), None)
+                self._finish_sub(sub, unpack(arg[1], lens[1]), None)
             return
         self._terminal(pkt, unpack(pkt.arg[1], pkt.len[1]), None)
 
@@ -904,6 +1049,8 @@ class Session:
             self._grabs_out -= 1
             if self.working and self._grabs_out == 0 and not self._sleeping:
                 self._go_to_sleep()
+            if self.grab_cap is not None:
+                self.grab_cap.share()
             self.report_error(err)
             return
         self._fail_entry(entry, err)
@@ -980,6 +1127,28 @@ class Session:
         if kind == K_TEXT_MARKED:
             self.send(CMD.ECHO_REQ, (b"",), Entry(K_MARKER, None))
 
+    def admin_command(self, command: bytes, cb: Callback) -> None:
+        """A checked admin command (``_args.admin_command``), sent with the
+        reply shape gearmand gives it (rule 1: the shape decides matching)."""
+        # Split as gearmand does: on runs of spaces only (a tab is part of a
+        # word), a leading space making the command word empty; ASCII case-blind.
+        head, *rest = command.lower().split(b" ")
+        rest = [w for w in rest if w]
+        if head in _BLOCK_COMMANDS or (head == b"show" and rest == [b"jobs"]):
+            kind = K_TEXT_BLOCK
+        elif head == b"show" and rest == [b"unique", b"jobs"]:
+            kind = K_TEXT_MARKED  # a unique key "." must not end it (PROTOCOL.md 7)
+        else:
+            kind = K_TEXT_LINE
+        # CRLF: gearmand trims two bytes off some lines (PROTOCOL.md 7).
+        self.admin(command + b"\r\n", kind, cb)
+
+    def option(self, name: bytes, cb: Callback) -> None:
+        """OPTION_REQ; "exceptions" is remembered and re-sent on every connect."""
+        self.send(CMD.OPTION_REQ, (name,), Entry(K_OPTION, cb))
+        if name.lower() == b"exceptions":
+            self.exceptions = True
+
     def grab_job(self, cb: Callable[..., Any]) -> None:
         cmd = CMD.GRAB_JOB_UNIQ if self.grab_unique else CMD.GRAB_JOB
         self.send(cmd, (), Entry(K_GRAB, cb))
@@ -1007,14 +1176,31 @@ class Session:
     def _grab_more(self) -> None:
         if not self.working or self._sleeping or self.state != CONNECTED:
             return
-        cmd = CMD.GRAB_JOB_UNIQ if self.grab_unique else CMD.GRAB_JOB
-        sent = False
-        while self._grabs_out < self._grab_limit():
+        if self.grab_cap is not None:
+            self.grab_cap.share()  # one cap over a pool's connections decides who grabs
+            return
+        cmd = _GRAB_UNIQ if self.grab_unique else _GRAB
+        # _grab_limit and _pack, inlined: a sync worker comes here after
+        # every job (issue 17). Same packets, same FIFO entries.
+        limit = 1 if self._concurrency is None else self._concurrency - self._in_flight
+        if self._grabs_out >= limit:
+            return
+        c = self.c
+        pending = self._pending
+        while self._grabs_out < limit:
+            rc = pack4(c, cmd, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0)
+            if rc != 0:
+                _codec.ensure(rc)  # raises: no FIFO entry without its request
+            self._unsent += 12
+            if self._marks is not None:
+                self._out_total += 12  # _mark: a GRAB is never re-routable (rule 6)
             self._grabs_out += 1
-            self._pack(cmd, (), Entry(K_GRAB_MANAGED, None))
-            sent = True
-        if sent:
-            self._flush_soon()
+            if not pending and self.command_timeout:
+                self._start_command_clock()
+            pending.append(_MANAGED_GRAB)
+        if not self.flush_asked:
+            self.flush_asked = True
+            self._driver.flush_soon()
 
     def _go_to_sleep(self) -> None:
         self._sleeping = True
@@ -1058,6 +1244,8 @@ class Session:
         self._grabs_out -= 1
         if self.working and self._grabs_out == 0 and not self._sleeping:
             self._go_to_sleep()
+        if self.grab_cap is not None:
+            self.grab_cap.share()  # the slot this GRAB held may serve another server
 
     def _on_job_assign(self, pkt: Any) -> None:
         self._assigned(pkt, CMD.JOB_ASSIGN, "", 2)
@@ -1069,12 +1257,16 @@ class Session:
         self._assigned(pkt, CMD.JOB_ASSIGN_ALL, _text(pkt, 2), 4)
 
     def _assigned(self, pkt: Any, cmd: int, unique: str, workload_arg: int) -> None:
-        entry = self._pop(cmd)
-        if entry is None:
+        pending = self._pending
+        if pending and pending[0].kind in _ASSIGN_ANSWERS:  # _pop, inlined
+            entry = pending.popleft()
+        else:
+            self._pop(cmd)
             return
-        handle = unpack(pkt.arg[0], pkt.len[0])
-        function = unpack(pkt.arg[1], pkt.len[1])
-        workload = unpack(pkt.arg[workload_arg], pkt.len[workload_arg])
+        arg, lens = self._pkt_arg, self._pkt_len
+        handle = unpack(arg[0], lens[0])
+        function = unpack(arg[1], lens[1])
+        workload = unpack(arg[workload_arg], lens[workload_arg])
         if entry.kind == K_GRAB:  # grab_job(): the user runs it
             if entry.cb is not None:
                 self._call(entry.cb, self._make_job(self, handle, function, unique, workload,
@@ -1112,17 +1304,57 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - reported as the job's failure
             log.exception("gearman_ev: worker callback for %r raised", job.function)
             failure = exc
-        if job.finished or job.epoch != self.epoch or self.closed:
+        self.finish_job(job, result, failure)
+
+    def finish_job(self, job: Any, result: Any, failure: Optional[BaseException]) -> None:
+        """A worker function's outcome as the job's one terminal packet:
+        its result (``failure`` None), else WORK_EXCEPTION carrying
+        ``str(failure)`` when ``exceptions`` is on, else WORK_FAIL. Nothing
+        is sent for a job that was finished already or whose connection is
+        gone. (Also the asyncio front-end's, for ``async def`` functions.)"""
+        if job.finished or job.epoch != self.epoch or self.closed or self.state != CONNECTED:
             return  # finished by the callback itself, or its connection is gone
+        if failure is None:
+            # The usual end of a sync job, without Job.complete's caller
+            # checks: this is the loop's thread, on the job's own connection.
+            if result is None:
+                data = b""
+            elif type(result) is bytes:
+                data = result
+            else:
+                try:
+                    data = _args.payload(result, "result")
+                except TypeError as exc:
+                    log.error("gearman_ev: bad result from %r: %s", job.function, exc)
+                    job.fail()
+                    return
+            handle = job._handle
+            lh, ld = len(handle), len(data)
+            if lh + ld + 1 > _MAX_PACKET:
+                log.error("gearman_ev: result of %r too large (%d bytes)", job.function, ld)
+                job.fail()
+                return
+            job.finished = True
+            # _pack, inlined (as send3 does for submissions): no args tuple.
+            rc = pack4(self.c, _WORK_COMPLETE, 2, handle, lh, data, ld, NULL, 0, NULL, 0)
+            if rc != 0:
+                _codec.ensure(rc)
+            self._unsent += 13 + lh + ld
+            if self._marks is not None:
+                self._out_total += 13 + lh + ld  # _mark: no entry, never re-routed (rule 6)
+            if not self.flush_asked:
+                self.flush_asked = True
+                self._driver.flush_soon()
+            if job._counted:
+                self.job_done(True)  # an async job's slot is free
+            return
         try:
-            if failure is None:
-                job.complete(result)
-            elif self.exceptions:
+            if self.exceptions:
                 job.exception(str(failure))
             else:
                 job.fail()
-        except (TypeError, ValueError) as exc:
-            log.error("gearman_ev: bad result from %r: %s", job.function, exc)
+        except ValueError as exc:  # an exception text past MAX_PACKET
+            log.error("gearman_ev: cannot report %r's failure: %s", job.function, exc)
             job.fail()
 
     # ===== Jobs (called by Job through these public methods) =====
@@ -1139,8 +1371,142 @@ class Session:
         """A job sent its terminal packet: an async one frees a slot."""
         if counted and self._in_flight > 0:
             self._in_flight -= 1
-            if self._concurrency is not None:
+            if self.grab_cap is not None:
+                self.grab_cap.share()  # even asleep here: another server may want the slot
+            elif self._concurrency is not None:
                 self._grab_more()
+
+    # ===== Pools (rule 6): failover and one grab cap over many connections =====
+
+    def join_pool(self, pool: Any) -> None:
+        """Serve in a pool (see ``_routing.Router``): ``pool.session_up(self)``
+        after each connect, ``pool.session_down(self, unsent)`` after each
+        drop, with the requests this connection never wrote (rule 6), and
+        ``pool.created(self, handle)`` when a background job with a
+        callback got its handle here."""
+        self.pool = pool
+        if self._marks is None:
+            self._marks = array.array("q")
+            self._mark_head = 0
+            self._out_total = _codec.write_pending(self.c) if self.state == CONNECTED else 0
+
+    def leave_pool(self) -> None:
+        self.pool = None
+        self.grab_cap = None
+        self._marks = None
+
+    def _mark(self, size: int, entry: Optional[Entry]) -> None:
+        start = self._out_total
+        self._out_total = start + size
+        if entry is not None and entry.kind in REROUTABLE:
+            self._marks.append(start)  # type: ignore[union-attr]
+
+    def _take_unsent(self) -> List[Tuple[Optional[int], Any, Entry, Optional[bytes]]]:
+        """Rule 6: take the re-routable requests this connection never wrote
+        out of ``_pending`` and ``_waiting``, each as ``(cmd, args, entry,
+        key)`` for ``adopt`` (``cmd`` None: ``args`` is the whole packet as
+        it was queued), ``key`` its unique key (None: none). Their job
+        deadlines leave this connection's timer with them."""
+        if self.pool is None:
+            return []
+        items: List[Tuple[Optional[int], Any, Entry, Optional[bytes]]] = []
+        marks = self._marks
+        if marks is not None and self._mark_head < len(marks) and self.c != NULL:
+            data = _codec.take_output(self.c)  # the bytes the kernel never took
+            base = self._out_total - len(data)
+            starts = marks[bisect.bisect_left(marks, base, self._mark_head):]
+            del marks[:]
+            self._mark_head = 0
+            # Their requests are the last len(starts) re-routable entries of
+            # the FIFO: a reply only ever answers a request that was written.
+            tail: List[Entry] = []
+            if starts:
+                for e in reversed(self._pending):
+                    if e.kind in REROUTABLE:
+                        tail.append(e)
+                        if len(tail) == len(starts):
+                            break
+                tail.reverse()
+            if len(tail) != len(starts):
+                # Out of step: a bug. Failing is safe; sending misframed bytes is not.
+                log.error("gearman_ev: %d unsent offsets for %d requests; none re-sent",
+                          len(starts), len(tail))
+                starts, tail = starts[:0], []
+            taken = set()
+            for start, entry in zip(starts, tail):
+                if entry.kind == K_SUBMIT and entry.done:  # type: ignore[attr-defined]
+                    continue  # timed out already: its callback has fired
+                packet = _packet_at(data, start - base)
+                if packet is None:
+                    log.error("gearman_ev: unsent request at %d does not frame; not re-sent",
+                              start)
+                    continue
+                taken.add(id(entry))
+                items.append((None, packet, entry, _packet_key(entry.kind, packet)))
+            if taken:
+                self._pending = collections.deque(
+                    e for e in self._pending if id(e) not in taken)
+        if self._waiting:
+            keep: Deque[Tuple[Any, Any, Optional[Entry]]] = collections.deque()
+            for cmd, args, held in self._waiting:
+                if held is None or held.kind not in REROUTABLE or \
+                        (held.kind == K_SUBMIT and held.done):  # type: ignore[attr-defined]
+                    keep.append((cmd, args, held))
+                    continue
+                key = args[0] if held.kind == K_STATUS_UNIQUE else \
+                    args[1] if held.kind != K_ECHO else None
+                items.append((cmd, args, held, key or None))
+            self._waiting = keep
+        moved = {id(e) for _, _, e, _ in items
+                 if e.kind == K_SUBMIT and e.deadline}  # type: ignore[attr-defined]
+        if moved:
+            self._job_heap = [t for t in self._job_heap if id(t[2]) not in moved]
+            heapq.heapify(self._job_heap)
+            self._job_lane = collections.deque(e for e in self._job_lane if id(e) not in moved)
+            self._live_deadlines -= len(moved)
+        return items
+
+    def _hand_back(self, unsent: List[Tuple[Optional[int], Any, Entry, Optional[bytes]]]
+                   ) -> None:
+        if self.pool is not None:
+            self.pool.session_down(self, unsent)
+
+    def adopt(self, cmd: Optional[int], args: Any, entry: Entry) -> None:
+        """Queue a request a pool routes here: one a dropped connection
+        handed back (``_take_unsent``), or one that waited for a server. As
+        ``send``, but never refused for back-pressure (it was accepted
+        once); a submission's job deadline comes with it."""
+        state = self.state
+        if state == CONNECTED:
+            self._pack(cmd, args, entry)
+            self._flush_soon()
+        elif state != DISCONNECTED:
+            self._waiting.append((cmd, _snapshot(args), entry))
+        else:
+            raise errors.GearmanError(errors.NOT_CONNECTED)
+        if entry.kind == K_SUBMIT and entry.deadline and not entry.done:  # type: ignore
+            self._push_deadline(entry)  # type: ignore[arg-type]
+
+    @property
+    def grab_load(self) -> int:
+        """Slots this connection holds under a shared grab cap: GRABs
+        awaiting their reply and async jobs running (0 once it dropped:
+        its jobs are stale and its GRABs will never be answered)."""
+        if self.state != CONNECTED:
+            return 0
+        return self._grabs_out + self._in_flight
+
+    @property
+    def wants_grab(self) -> bool:
+        """The worker loop runs here, awake, on a live connection."""
+        return self.working and not self._sleeping and self.state == CONNECTED
+
+    def grab_one(self) -> None:
+        """One managed GRAB, granted by a shared grab cap."""
+        cmd = CMD.GRAB_JOB_UNIQ if self.grab_unique else CMD.GRAB_JOB
+        self._grabs_out += 1
+        self._pack(cmd, (), _MANAGED_GRAB)
+        self._flush_soon()
 
     def check_caller(self) -> None:
         self.check_usable()
@@ -1174,6 +1540,44 @@ _DISPATCH: Dict[int, Callable[[Session, Any], None]] = {
 def lib_reset(c: Any, fd: int) -> None:
     if c != NULL:
         _codec.reset(c, fd)
+
+
+def fail_detached(entry: Entry, err: str, call: Callable[..., Any]) -> None:
+    """Fail a request that no connection holds any more (handed back by
+    rule 6, or held by a pool until a server comes up): its one callback,
+    run through ``call`` (the front-end's guard for user code)."""
+    if entry.kind == K_SUBMIT:
+        sub: Submission = entry  # type: ignore[assignment]
+        if sub.done:
+            return
+        sub.done = True
+        cb = sub.cb
+        sub.cb = sub.on_data = sub.on_warning = sub.on_status = sub.on_exception = None
+    else:
+        cb = entry.cb
+        entry.cb = None
+    if cb is not None:
+        call(cb, None, err)
+
+
+def _packet_at(data: bytes, off: int) -> Optional[bytes]:
+    """The whole binary request packet at ``off`` in ``data``, or None if
+    the bytes there are not one (magic "\\0REQ", big-endian size)."""
+    if off < 0 or data[off:off + 4] != b"\0REQ" or len(data) < off + 12:
+        return None
+    end = off + 12 + int.from_bytes(data[off + 8:off + 12], "big")
+    return data[off:end] if end <= len(data) else None
+
+
+def _packet_key(kind: int, packet: bytes) -> Optional[bytes]:
+    """A re-routable request's unique key, from its packet: the second
+    argument of a submission (PROTOCOL.md 4.2), the only one of
+    GET_STATUS_UNIQUE; None when empty or for ECHO."""
+    if kind == K_ECHO:
+        return None
+    body = packet[12:]
+    key = body if kind == K_STATUS_UNIQUE else body.split(b"\0", 2)[1]
+    return key or None
 
 
 def _snapshot(args: Any) -> Any:

@@ -1,5 +1,6 @@
 """Errors as values: every err string the library hands to a callback or to
-``on_error``, and the exceptions the awaitable and blocking front-ends raise.
+``on_error``, or raises as a ``GearmanError``, and the exception classes that
+stand for them.
 
 A callback gets ``(result, err)``; ``err`` is None on success or one of the
 strings below. Compare against these constants rather than literals::
@@ -43,7 +44,8 @@ COMMAND_TIMEOUT = "command timeout"
 JOB_TIMEOUT = "job timeout"
 #: ``grab_job`` found no job.
 NO_JOB = "no job"
-#: A pool had no connected server for the request within ``connect_timeout``.
+#: No server of a group was connected in time to take the request (reserved for
+#: front-ends over several servers; ``Gearman`` itself never gives it).
 NO_SERVER = "no server available"
 
 # ===== Connection-level on_error strings =====
@@ -61,26 +63,43 @@ READ_ERROR = "read error"
 #: Prefix: writing to the socket failed ("write error: <strerror>").
 WRITE_ERROR = "write error"
 
+#: A connection attempt took longer than ``connect_timeout``.
 CONNECT_TIMEOUT = "connect timeout"
+#: The server closed the connection.
 CONNECTION_CLOSED = "connection closed by server"
+#: The peer sent bytes that are not a Gearman reply.
 INVALID_MAGIC = "invalid response magic"
+#: The server announced a reply larger than ``MAX_PACKET``.
 PACKET_TOO_LARGE = "response packet too large"
+#: Admin text arrived while no admin command awaited a reply.
 UNEXPECTED_ADMIN = "unexpected admin response"
+#: ``connect_unix`` was given a path longer than the system allows.
 UNIX_PATH_TOO_LONG = "unix socket path too long"
+#: ``max_reconnect_attempts`` reconnect attempts failed in a row; no more follow.
 MAX_RECONNECTS = "max reconnect attempts reached"
 #: Prefix of a reply the library cannot digest; the connection ends.
 PROTOCOL_ERROR = "protocol error"
 
 # ===== GearmanError texts: a call refused in the object's current state =====
 
+#: A request with no connection, connection attempt or reconnect pending.
 NOT_CONNECTED = "not connected"
+#: ``connect()`` on an object that is connected or connecting.
 ALREADY_CONNECTED = "already connected"
+#: A ``Job`` method after its ``Gearman`` object is gone.
 CLIENT_DESTROYED = "client destroyed"
+#: A ``Job`` method after the connection it came on ended (the server requeued it).
 STALE_JOB = "stale job"
+#: A second terminal call, or an event after one, on the same ``Job``.
 JOB_FINISHED = "job already finished"
+#: A method of an object inherited across ``fork()``, called in the child.
 USED_AFTER_FORK = "used after fork"
+#: A method called from another thread while the object's loop runs.
 WRONG_THREAD = "wrong thread"
+#: A new request while more than ``high_water`` bytes wait unsent.
 WRITE_BUFFER_FULL = "write buffer full"
+#: A call on a client that was closed (reserved for front-ends that block their
+#: caller; ``Gearman`` itself never gives it).
 CLIENT_CLOSED = "client closed"
 
 
@@ -134,7 +153,14 @@ class ServerError(GearmanError):
 
 
 def exception_for(err: str, data: Optional[bytes] = None) -> GearmanError:
-    """The exception for an err string (``data``: a WORK_EXCEPTION's bytes)."""
+    """The exception that stands for ``err``.
+
+    ``JobFailed``, ``JobTimeout``, ``CommandTimeout`` and ``ConnectionLost``
+    for their strings; ``JobException`` for ``"exception"``, with ``data``
+    (the bytes of the worker's WORK_EXCEPTION, as ``on_exception`` got them)
+    as its ``.data``; ``ServerError`` for a server's refusal (``"CODE: text"``
+    or ``"ERR CODE text"``); a plain ``GearmanError`` for any other string.
+    """
     if err == JOB_FAILED:
         return JobFailed(err)
     if err == EXCEPTION:

@@ -64,8 +64,19 @@ import sys
 import threading
 import time
 import weakref
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, cast
 
 from ._ffi import ffi, lib
+
+if TYPE_CHECKING:
+    # Typing-only names (the annotations are strings at run time): an fd is an
+    # int or an object with fileno(); call_soon_threadsafe checks fn(*args)
+    # the way asyncio's does.
+    from _typeshed import FileDescriptorLike
+    from typing_extensions import Self, TypeVarTuple, Unpack
+
+    _Ts = TypeVarTuple("_Ts")
 
 __all__ = [
     "Loop", "Io", "Timer", "Signal", "Prepare", "Async", "Watcher", "Error", "default_loop",
@@ -77,28 +88,28 @@ __all__ = [
     "EVBACKEND_EPOLL",
 ]
 
-EV_READ = lib.EV_READ
-EV_WRITE = lib.EV_WRITE
-EV_TIMER = lib.EV_TIMER
-EV_SIGNAL = lib.EV_SIGNAL
-EV_PREPARE = lib.EV_PREPARE
-EV_ASYNC = lib.EV_ASYNC
-EV_ERROR = lib.EV_ERROR
-EVBREAK_CANCEL = lib.EVBREAK_CANCEL
-EVBREAK_ONE = lib.EVBREAK_ONE
-EVBREAK_ALL = lib.EVBREAK_ALL
-EVRUN_NOWAIT = lib.EVRUN_NOWAIT
-EVRUN_ONCE = lib.EVRUN_ONCE
-EV_MINPRI = lib.EV_MINPRI
-EV_MAXPRI = lib.EV_MAXPRI
-EVFLAG_AUTO = lib.EVFLAG_AUTO
-EVFLAG_NOENV = lib.EVFLAG_NOENV
-EVFLAG_FORKCHECK = lib.EVFLAG_FORKCHECK
-EVFLAG_SIGNALFD = lib.EVFLAG_SIGNALFD
-EVFLAG_NOSIGMASK = lib.EVFLAG_NOSIGMASK
-EVBACKEND_SELECT = lib.EVBACKEND_SELECT
-EVBACKEND_POLL = lib.EVBACKEND_POLL
-EVBACKEND_EPOLL = lib.EVBACKEND_EPOLL
+EV_READ: int = lib.EV_READ
+EV_WRITE: int = lib.EV_WRITE
+EV_TIMER: int = lib.EV_TIMER
+EV_SIGNAL: int = lib.EV_SIGNAL
+EV_PREPARE: int = lib.EV_PREPARE
+EV_ASYNC: int = lib.EV_ASYNC
+EV_ERROR: int = lib.EV_ERROR
+EVBREAK_CANCEL: int = lib.EVBREAK_CANCEL
+EVBREAK_ONE: int = lib.EVBREAK_ONE
+EVBREAK_ALL: int = lib.EVBREAK_ALL
+EVRUN_NOWAIT: int = lib.EVRUN_NOWAIT
+EVRUN_ONCE: int = lib.EVRUN_ONCE
+EV_MINPRI: int = lib.EV_MINPRI
+EV_MAXPRI: int = lib.EV_MAXPRI
+EVFLAG_AUTO: int = lib.EVFLAG_AUTO
+EVFLAG_NOENV: int = lib.EVFLAG_NOENV
+EVFLAG_FORKCHECK: int = lib.EVFLAG_FORKCHECK
+EVFLAG_SIGNALFD: int = lib.EVFLAG_SIGNALFD
+EVFLAG_NOSIGMASK: int = lib.EVFLAG_NOSIGMASK
+EVBACKEND_SELECT: int = lib.EVBACKEND_SELECT
+EVBACKEND_POLL: int = lib.EVBACKEND_POLL
+EVBACKEND_EPOLL: int = lib.EVBACKEND_EPOLL
 
 log = logging.getLogger("gearman_ev")
 
@@ -107,7 +118,7 @@ class Error(Exception):
     """A libev call was refused (pyev's ``pyev.Error``)."""
 
 
-def version():
+def version() -> tuple[int, int]:
     """libev's (major, minor) version, as linked at run time."""
     return lib.ev_version_major(), lib.ev_version_minor()
 
@@ -119,13 +130,13 @@ def version():
 _tls = threading.local()
 
 
-def _running() -> list:
+def _running() -> list[Loop]:
     """This thread's loops inside ev_run(), innermost last."""
     try:
-        return _tls.running
+        running: list[Loop] = _tls.running
     except AttributeError:
-        _tls.running = []
-        return _tls.running
+        running = _tls.running = []
+    return running
 
 
 def _park(exc: BaseException) -> None:
@@ -137,7 +148,8 @@ def _park(exc: BaseException) -> None:
     loop._park(exc)
 
 
-def _onerror(exc_type, exc_value, tb):
+def _onerror(exc_type: type[BaseException], exc_value: BaseException | None,
+             tb: TracebackType | None) -> None:
     # Reached when the exception struck before gm_py_watcher_cb's own try
     # (a pending KeyboardInterrupt is raised at function entry).
     if exc_value is None:
@@ -146,8 +158,14 @@ def _onerror(exc_type, exc_value, tb):
     _park(exc_value)
 
 
-@ffi.def_extern(onerror=_onerror)
-def gm_py_watcher_cb(handle, revents):
+# ffi is untyped (a cffi object), and so would be a function it decorates:
+# naming its decorator with a type keeps gm_py_watcher_cb's signature.
+_Trampoline = Callable[[Any, int], None]
+_def_extern: Callable[[_Trampoline], _Trampoline] = ffi.def_extern(onerror=_onerror)
+
+
+@_def_extern
+def gm_py_watcher_cb(handle: Any, revents: int) -> None:
     watcher = ffi.from_handle(handle)
     try:
         watcher._fire(revents)
@@ -175,7 +193,7 @@ _sigint_since: float | None = None
 _FORCE_AFTER = 1.0
 
 
-def _on_sigint(signum, frame):
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
     global _sigint_since
     now = time.monotonic()
     if _sigint_since is None:
@@ -198,7 +216,7 @@ def _take_sigint() -> bool:
     return pending
 
 
-def _install_sigint():
+def _install_sigint() -> Callable[[], None] | None:
     """Put _on_sigint in place of Python's default SIGINT handler (main thread
     only); return the undo, or None when SIGINT is left as it is."""
     try:
@@ -222,7 +240,7 @@ def _install_sigint():
     except (ValueError, OSError):
         return None
 
-    def restore():
+    def restore() -> None:
         # Only if it is still ours: a callback may have installed its own.
         if _signal.getsignal(_signal.SIGINT) is _on_sigint:
             _signal.signal(_signal.SIGINT, _signal.default_int_handler)
@@ -256,17 +274,20 @@ if hasattr(os, "register_at_fork"):
 class Loop:
     """An event loop (pyev ``Loop``; libev ``struct ev_loop``)."""
 
-    def __init__(self, flags: int = 0):
+    def __init__(self, flags: int = 0) -> None:
         if not isinstance(flags, int):
             raise TypeError("flags must be an int")
         ptr = lib.ev_loop_new(flags)
         if ptr == ffi.NULL:
             raise Error("ev_loop_new failed (bad flags, or no backend)")
-        self._ptr = ptr  # destroyed by __del__, after its watchers are stopped
+        # The cffi `struct ev_loop *`, None once destroyed; destroyed by
+        # __del__, after its watchers are stopped.
+        self._ptr: Any = ptr
         self._active: set[Watcher] = set()
         self._parked: BaseException | None = None
         self._depth = 0
-        self._wakeup = None  # (read fd, write fd, Io) once start() needs it
+        # (read fd, write fd, Io) once start() needs it
+        self._wakeup: tuple[int, int, Io] | None = None
         # Internal, for the library (API.md 9 "Threads"): threading.get_ident()
         # of the thread inside this loop's outermost start(), None while the
         # loop is not running. Read without a lock (a plain attribute read):
@@ -290,7 +311,7 @@ class Loop:
         lib.ev_unref(ptr)
         _loops.add(self)
 
-    def __del__(self):
+    def __del__(self) -> None:
         # Stop what is still active first: destroying the loop under an active
         # watcher would leave libev asserting on a later ev_*_stop.
         # _ptr = None is what every entry point checks ("loop destroyed"): in
@@ -310,7 +331,7 @@ class Loop:
             w._stop_in(ptr)
         lib.ev_loop_destroy(ptr)
 
-    def _live(self):
+    def _live(self) -> Any:
         """The libev loop, or Error once __del__ destroyed it."""
         ptr = self._ptr
         if ptr is None:
@@ -394,7 +415,8 @@ class Loop:
             raise KeyboardInterrupt
         return bool(more)
 
-    def call_soon_threadsafe(self, fn, *args) -> None:
+    def call_soon_threadsafe(self, fn: Callable[[Unpack[_Ts]], object],
+                             *args: Unpack[_Ts]) -> None:
         """Run ``fn(*args)`` in the loop's thread, at its next iteration.
 
         Callable from any thread, the loop's own included, whether the loop
@@ -442,7 +464,8 @@ class Loop:
 
     def now(self) -> float:
         """The loop's cached time (seconds), as of the last iteration."""
-        return lib.ev_now(self._live())
+        now: float = lib.ev_now(self._live())
+        return now
 
     def update(self) -> None:
         """Refresh the cached time (ev_now_update)."""
@@ -451,12 +474,14 @@ class Loop:
     @property
     def backend(self) -> int:
         """The EVBACKEND_* the loop uses."""
-        return lib.ev_backend(self._live())
+        backend: int = lib.ev_backend(self._live())
+        return backend
 
     @property
     def iteration(self) -> int:
         """How many times the loop polled for events so far."""
-        return lib.ev_iteration(self._live())
+        iteration: int = lib.ev_iteration(self._live())
+        return iteration
 
     def _park(self, exc: BaseException) -> None:
         # A destroyed loop cannot break: what a finalizer's callback raised
@@ -470,7 +495,7 @@ class Loop:
 
     # -- Ctrl-C while blocked in epoll --
 
-    def _install_wakeup(self):
+    def _install_wakeup(self) -> Callable[[], None] | None:
         """Have a signal wake the loop, so its Python handler runs at once.
 
         Python only runs a signal handler when Python code runs; the wakeup fd
@@ -493,7 +518,7 @@ class Loop:
             return None
         io._start_unref()
 
-        def restore():
+        def restore() -> None:
             io._stop_unref()
             try:
                 _signal.set_wakeup_fd(previous)
@@ -503,25 +528,41 @@ class Loop:
 
     # -- watcher factories (pyev names) --
 
-    def io(self, fd, events, callback, data=None, priority=0) -> Io:
+    def io(self, fd: FileDescriptorLike, events: int, callback: Callable[[Io, int], object],
+           data: Any = None, priority: int = 0) -> Io:
+        """An ``Io`` watcher on ``fd`` (an int, or an object with
+        ``fileno()``) for ``events`` (EV_READ, EV_WRITE or both), not started:
+        ``callback(watcher, revents)`` runs each time the fd is ready."""
         return Io(fd, events, self, callback, data, priority)
 
-    def timer(self, after, repeat, callback, data=None, priority=0) -> Timer:
+    def timer(self, after: float, repeat: float, callback: Callable[[Timer, int], object],
+              data: Any = None, priority: int = 0) -> Timer:
+        """A ``Timer`` watcher, not started: ``callback(watcher, EV_TIMER)``
+        runs ``after`` seconds after ``start()``, then every ``repeat``
+        seconds (0: once)."""
         return Timer(after, repeat, self, callback, data, priority)
 
-    def signal(self, signum, callback, data=None, priority=0) -> Signal:
+    def signal(self, signum: int, callback: Callable[[Signal, int], object],
+               data: Any = None, priority: int = 0) -> Signal:
+        """A ``Signal`` watcher on ``signum``, not started:
+        ``callback(watcher, EV_SIGNAL)`` runs in the loop each time the signal
+        arrives."""
         return Signal(signum, self, callback, data, priority)
 
-    def prepare(self, callback, data=None, priority=0) -> Prepare:
+    def prepare(self, callback: Callable[[Prepare, int], object], data: Any = None,
+                priority: int = 0) -> Prepare:
+        """A ``Prepare`` watcher, not started: ``callback(watcher,
+        EV_PREPARE)`` runs once per iteration, before the loop polls."""
         return Prepare(self, callback, data, priority)
 
-    def async_(self, callback, data=None, priority=0) -> Async:
+    def async_(self, callback: Callable[[Async, int], object], data: Any = None,
+               priority: int = 0) -> Async:
         """An ``Async`` watcher: ``send()`` from any thread runs ``callback``
         in this loop's thread (``async`` is a Python keyword, hence the _)."""
         return Async(self, callback, data, priority)
 
 
-def _drain_wakeup(watcher, revents):
+def _drain_wakeup(watcher: Io, revents: int) -> None:
     try:
         while os.read(watcher.fd, 512):
             pass
@@ -533,7 +574,7 @@ def _drain_wakeup(watcher, revents):
         lib.ev_break(watcher.loop._ptr, EVBREAK_ALL)
 
 
-def _close_fds(*fds):
+def _close_fds(*fds: int) -> None:
     for fd in fds:
         try:
             os.close(fd)
@@ -547,19 +588,21 @@ class _Calls:
 
     __slots__ = ("_loopref", "_w", "queue")
 
-    def __init__(self, loop: Loop):
+    def __init__(self, loop: Loop) -> None:
         self._loopref = weakref.ref(loop)
-        self.queue: collections.deque = collections.deque()
-        self._w = ffi.new("ev_async *")
+        # (fn, args): fn(*args) runs at the next drain.
+        self.queue: collections.deque[tuple[Callable[..., object], tuple[Any, ...]]] = \
+            collections.deque()
+        self._w: Any = ffi.new("ev_async *")  # a cffi struct
         lib.gm_ev_async_init(self._w)
 
     @property
     def _loop(self) -> Loop:
         # Where gm_py_watcher_cb parks what escapes _fire. Never None there:
         # the loop is inside ev_run, so its start() frame holds it.
-        return self._loopref()
+        return cast(Loop, self._loopref())
 
-    def _fire(self, revents):
+    def _fire(self, revents: int) -> None:
         loop = self._loop
         queue = self.queue
         try:
@@ -607,7 +650,7 @@ def default_loop() -> Loop:
 
 # ===== Watchers =====
 
-def _check_number(name, value, minimum=0.0):
+def _check_number(name: str, value: float, minimum: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds")
     if not math.isfinite(value) or value < minimum:
@@ -618,53 +661,66 @@ def _check_number(name, value, minimum=0.0):
 class Watcher:
     """What every watcher has: start/stop, active, callback, data, priority."""
 
-    _ctype = ""
-    _start_fn = None
-    _stop_fn = None
+    _ctype: ClassVar[str] = ""
+    # libev's ev_<kind>_start / ev_<kind>_stop: cffi functions, untyped.
+    _start_fn: ClassVar[Any] = None
+    _stop_fn: ClassVar[Any] = None
+    # Each subclass narrows what it accepts to Callable[[itself, int], object].
+    _callback: Callable[[Any, int], object]
 
-    def __init__(self, loop: Loop, callback, data, priority):
+    def __init__(self, loop: Loop, callback: Callable[[Any, int], object], data: Any,
+                 priority: int) -> None:
         if not isinstance(loop, Loop):
             raise TypeError("loop must be a gearman_ev.ev.Loop")
         self._loop = loop
-        self._w = ffi.new(self._ctype)
-        self._handle = None
+        self._w: Any = ffi.new(self._ctype)  # the cffi ev_<kind> struct
+        self._handle: Any = None  # ffi.new_handle(self) while started
         self.callback = callback
-        self.data = data
+        #: Anything of yours; the watcher only keeps it.
+        self.data: Any = data
         self._unref = False
         self._init()
         self.priority = priority
 
-    def _init(self):
+    def _init(self) -> None:
         raise NotImplementedError
 
     @property
     def loop(self) -> Loop:
+        """The loop the watcher belongs to."""
         return self._loop
 
     @property
-    def callback(self):
+    def callback(self) -> Callable[[Self, int], object]:
+        """Called as ``callback(watcher, revents)``; may be replaced at any time."""
         return self._callback
 
     @callback.setter
-    def callback(self, value):
+    def callback(self, value: Callable[[Self, int], object]) -> None:
         if not callable(value):
             raise TypeError("callback must be callable as callback(watcher, revents)")
         self._callback = value
 
     @property
     def active(self) -> bool:
+        """True between ``start()`` and ``stop()``, or until a one-shot timer fires."""
         return bool(lib.gm_ev_is_active(self._w))
 
     @property
     def pending(self) -> bool:
+        """True while an event for the watcher waits for its callback to run."""
         return bool(lib.gm_ev_is_pending(self._w))
 
     @property
     def priority(self) -> int:
-        return lib.gm_ev_priority(self._w)
+        """From EV_MINPRI to EV_MAXPRI, 0 by default; of the pending watchers,
+        higher ones run first. Set it only while the watcher is neither active
+        nor pending."""
+        priority: int = lib.gm_ev_priority(self._w)
+        return priority
 
     @priority.setter
-    def priority(self, value):
+    def priority(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError("priority must be an int")
         if not EV_MINPRI <= value <= EV_MAXPRI:
@@ -674,6 +730,8 @@ class Watcher:
         lib.gm_ev_set_priority(self._w, value)
 
     def start(self) -> None:
+        """Start watching (nothing happens if already active). The loop
+        keeps a started watcher alive until it is stopped."""
         ptr = self._loop._live()
         if self.active:
             return
@@ -683,6 +741,7 @@ class Watcher:
         self._loop._active.add(self)
 
     def stop(self) -> None:
+        """Stop watching and drop a pending event (nothing happens if stopped)."""
         ptr = self._loop._ptr
         # On a destroyed loop stop() has nothing left to do (the loop stopped
         # every watcher before libev freed it) and says nothing: teardown code
@@ -694,7 +753,7 @@ class Watcher:
             self._stop_in(ptr)
         self._release()
 
-    def _stop_in(self, ptr):
+    def _stop_in(self, ptr: Any) -> None:
         if self._unref:
             # Give back the reference _start_unref took, or the loop's count
             # of active watchers would end one short.
@@ -705,15 +764,15 @@ class Watcher:
         if lib.gm_ev_is_active(self._w) or lib.gm_ev_is_pending(self._w):
             type(self)._stop_fn(ptr, self._w)
 
-    def _release(self):
+    def _release(self) -> None:
         self._w.data = ffi.NULL
         self._handle = None
         self._loop._active.discard(self)
 
-    def _fire(self, revents):
+    def _fire(self, revents: int) -> None:
         self._callback(self, revents)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "active" if self.active else "inactive"
         return f"<{type(self).__name__} {state} priority={self.priority}>"
 
@@ -725,15 +784,18 @@ class Io(Watcher):
     _start_fn = lib.ev_io_start
     _stop_fn = lib.ev_io_stop
 
-    def __init__(self, fd, events, loop, callback, data=None, priority=0):
+    def __init__(self, fd: FileDescriptorLike, events: int, loop: Loop,
+                 callback: Callable[[Io, int], object], data: Any = None,
+                 priority: int = 0) -> None:
         self._fd, self._events = _check_io(fd, events)
         self._fileobj = fd  # keeps a socket object (and so its fd) alive
         super().__init__(loop, callback, data, priority)
 
-    def _init(self):
+    def _init(self) -> None:
         lib.gm_ev_io_init(self._w, self._fd, self._events)
 
-    def set(self, fd, events) -> None:
+    def set(self, fd: FileDescriptorLike, events: int) -> None:
+        """Watch another fd and/or other events (only while stopped)."""
         self._loop._live()
         if self.active:
             raise Error("cannot set an active watcher")
@@ -743,28 +805,32 @@ class Io(Watcher):
 
     @property
     def fd(self) -> int:
+        """The file descriptor watched."""
         return self._fd
 
     @property
     def events(self) -> int:
+        """EV_READ, EV_WRITE or both."""
         return self._events
 
-    def _start_unref(self):
+    def _start_unref(self) -> None:
         # An internal watcher that must not keep the loop running.
         if not self.active:
             self.start()
             lib.ev_unref(self._loop._ptr)
             self._unref = True
 
-    def _stop_unref(self):
+    def _stop_unref(self) -> None:
         self.stop()  # _stop_in gives the reference back
 
 
-def _check_io(fd, events):
+def _check_io(fd: Any, events: Any) -> tuple[int, int]:
+    # Any: these checks are for callers whose values are not what the types say.
     if not isinstance(fd, int) or isinstance(fd, bool):
         if not hasattr(fd, "fileno"):
             raise TypeError("fd must be an int or have a fileno() method")
-        fd = fd.fileno()
+        # cast: mypy keeps bool in fd's type here, but hasattr refused it.
+        fd = cast(Any, fd).fileno()
     if fd < 0:
         raise ValueError("fd must be >= 0")
     if isinstance(events, bool) or not isinstance(events, int):
@@ -781,15 +847,18 @@ class Timer(Watcher):
     _start_fn = lib.ev_timer_start
     _stop_fn = lib.ev_timer_stop
 
-    def __init__(self, after, repeat, loop, callback, data=None, priority=0):
+    def __init__(self, after: float, repeat: float, loop: Loop,
+                 callback: Callable[[Timer, int], object], data: Any = None,
+                 priority: int = 0) -> None:
         self._after = _check_number("after", after)
         self._repeat = _check_number("repeat", repeat)
         super().__init__(loop, callback, data, priority)
 
-    def _init(self):
+    def _init(self) -> None:
         lib.gm_ev_timer_init(self._w, self._after, self._repeat)
 
-    def set(self, after, repeat) -> None:
+    def set(self, after: float, repeat: float) -> None:
+        """New ``after`` and ``repeat`` seconds (only while stopped)."""
         self._loop._live()
         if self.active:
             raise Error("cannot set an active watcher")
@@ -798,6 +867,7 @@ class Timer(Watcher):
         lib.gm_ev_timer_set(self._w, self._after, self._repeat)
 
     def start(self) -> None:
+        """Start the timer: it fires ``after`` seconds from now."""
         ptr = self._loop._live()
         if not self.active and self._loop._depth == 0:
             # Measure from now, not from the last iteration's cached time.
@@ -820,10 +890,13 @@ class Timer(Watcher):
 
     @property
     def repeat(self) -> float:
-        return self._w.repeat
+        """Seconds between firings, 0 for a one-shot timer; the next
+        ``again()`` or expiry uses it."""
+        repeat: float = self._w.repeat
+        return repeat
 
     @repeat.setter
-    def repeat(self, value):
+    def repeat(self, value: float) -> None:
         self._repeat = _check_number("repeat", value)
         self._w.repeat = self._repeat
 
@@ -833,9 +906,10 @@ class Timer(Watcher):
         ptr = self._loop._live()
         if not self.active:
             return 0.0
-        return lib.ev_timer_remaining(ptr, self._w)
+        remaining: float = lib.ev_timer_remaining(ptr, self._w)
+        return remaining
 
-    def _fire(self, revents):
+    def _fire(self, revents: int) -> None:
         if not lib.gm_ev_is_active(self._w):
             # libev stopped a one-shot timer before calling us: let the loop
             # forget it, unless the callback starts it again.
@@ -851,10 +925,11 @@ class Prepare(Watcher):
     _start_fn = lib.ev_prepare_start
     _stop_fn = lib.ev_prepare_stop
 
-    def __init__(self, loop, callback, data=None, priority=0):
+    def __init__(self, loop: Loop, callback: Callable[[Prepare, int], object],
+                 data: Any = None, priority: int = 0) -> None:
         super().__init__(loop, callback, data, priority)
 
-    def _init(self):
+    def _init(self) -> None:
         lib.gm_ev_prepare_init(self._w)
 
 
@@ -878,10 +953,11 @@ class Async(Watcher):
     _start_fn = lib.ev_async_start
     _stop_fn = lib.ev_async_stop
 
-    def __init__(self, loop, callback, data=None, priority=0):
+    def __init__(self, loop: Loop, callback: Callable[[Async, int], object],
+                 data: Any = None, priority: int = 0) -> None:
         super().__init__(loop, callback, data, priority)
 
-    def _init(self):
+    def _init(self) -> None:
         lib.gm_ev_async_init(self._w)
 
     def send(self) -> None:
@@ -906,7 +982,7 @@ class Async(Watcher):
 # signum -> (loop, Python handler to restore) while any Signal watches it:
 # libev allows one loop per signal number and resets the handler to SIG_DFL
 # when the last watcher stops.
-_signal_owner: dict[int, tuple[weakref.ref, object]] = {}
+_signal_owner: dict[int, tuple[weakref.ref[Loop], Any]] = {}
 
 
 class Signal(Watcher):
@@ -917,7 +993,8 @@ class Signal(Watcher):
     _start_fn = lib.ev_signal_start
     _stop_fn = lib.ev_signal_stop
 
-    def __init__(self, signum, loop, callback, data=None, priority=0):
+    def __init__(self, signum: int, loop: Loop, callback: Callable[[Signal, int], object],
+                 data: Any = None, priority: int = 0) -> None:
         if isinstance(signum, bool) or not isinstance(signum, int):
             raise TypeError("signum must be an int")
         if not 0 < signum < _signal.NSIG:
@@ -925,14 +1002,18 @@ class Signal(Watcher):
         self._signum = int(signum)
         super().__init__(loop, callback, data, priority)
 
-    def _init(self):
+    def _init(self) -> None:
         lib.gm_ev_signal_init(self._w, self._signum)
 
     @property
     def signum(self) -> int:
+        """The signal number watched."""
         return self._signum
 
     def start(self) -> None:
+        """Start watching; libev takes over the signal's handler.
+
+        Raises: Error if another loop watches this signal already."""
         self._loop._live()
         if self.active:
             return
@@ -949,6 +1030,8 @@ class Signal(Watcher):
         super().start()
 
     def stop(self) -> None:
+        """Stop watching; after the last watcher of the signal, Python's
+        previous handler is put back."""
         was_active = self.active
         super().stop()
         if not was_active or _watchers_of(self._loop, self._signum):
@@ -961,7 +1044,7 @@ class Signal(Watcher):
                 pass
 
 
-def _watchers_of(loop, signum):
+def _watchers_of(loop: Loop | None, signum: int) -> bool:
     if loop is None:
         return False
     return any(isinstance(w, Signal) and w._signum == signum and w.active

@@ -1,4 +1,4 @@
-"""gearman_ev.testing: a throwaway gearmand for tests, and the pytest plugin (API.md 14).
+"""gearman_ev.testing: a throwaway gearmand for tests, and the pytest plugin.
 
 ``LocalGearmand`` starts the real server (Debian: gearman-job-server) on a free
 loopback port and stops it by its own process handle, never by name. Installed
@@ -23,6 +23,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any, Literal
 
 __all__ = ["LocalGearmand", "GearmandMissing", "find_gearmand", "free_port",
            "gearmand_fixture", "MISSING_MESSAGE", "SBIN_CANDIDATES"]
@@ -66,7 +69,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def ask(host: str, port: int, line: bytes, timeout: float = 1.0) -> bytes:
@@ -102,13 +106,15 @@ class LocalGearmand:
     """
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1",
-                 threads: int = 1, args: tuple[str, ...] = ()):
+                 threads: int = 1, args: tuple[str, ...] = ()) -> None:
         self.host = host
+        #: The port; None before the first start() when none was given.
         self.port = port
         self.threads = threads
         self.args = tuple(args)
-        self.proc: subprocess.Popen | None = None
-        self._dir: tempfile.TemporaryDirectory | None = None
+        #: The gearmand process while it runs.
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def address(self) -> str:
@@ -119,6 +125,7 @@ class LocalGearmand:
 
     @property
     def running(self) -> bool:
+        """True while the gearmand process is alive."""
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 10.0) -> LocalGearmand:
@@ -129,7 +136,7 @@ class LocalGearmand:
         fixed = self.port is not None
         deadline = time.monotonic() + timeout
         while True:
-            port = self.port if fixed else free_port(self.host)
+            port = self.port if self.port is not None else free_port(self.host)
             proc = subprocess.Popen(
                 [binary, "--listen", self.host, "--port", str(port),
                  "--threads", str(self.threads),
@@ -149,7 +156,7 @@ class LocalGearmand:
                 raise RuntimeError(f"gearmand did not start on {self.host}:{port}")
             # Someone took the free port between our probe and gearmand's bind.
 
-    def _wait_ready(self, proc, port, deadline) -> bool:
+    def _wait_ready(self, proc: subprocess.Popen[bytes], port: int, deadline: float) -> bool:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 return False
@@ -193,17 +200,20 @@ class LocalGearmand:
     def __enter__(self) -> LocalGearmand:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LocalGearmand {self.address} {state}>"
 
 
 # ===== The pytest plugin =====
 
-def gearmand_fixture(scope: str = "function", *, missing: str = "skip", **options):
+def gearmand_fixture(
+        scope: Literal["session", "package", "module", "class", "function"] = "function", *,
+        missing: Literal["skip", "fail"] = "skip", **options: Any,
+) -> Any:
     """Make a pytest fixture that yields a started ``LocalGearmand``.
 
     The fixture's name is the name you assign it to, in a conftest.py or a
@@ -220,13 +230,15 @@ def gearmand_fixture(scope: str = "function", *, missing: str = "skip", **option
             green without running anything).
         options: passed to ``LocalGearmand`` (``threads``, ``args``, ``host``).
     """
+    # Returns Any: the type of what pytest.fixture returns changed across pytest
+    # versions (the function itself before 8.4, a FixtureFunctionDefinition since).
     import pytest  # here, not at the top: LocalGearmand must work without pytest
 
     if missing not in ("skip", "fail"):
         raise ValueError("missing must be 'skip' or 'fail'")
 
     @pytest.fixture(scope=scope)
-    def fixture():
+    def fixture() -> Iterator[LocalGearmand]:
         server = LocalGearmand(**options)
         try:
             server.start()
@@ -245,6 +257,7 @@ def gearmand_fixture(scope: str = "function", *, missing: str = "skip", **option
     return fixture
 
 
+_pytest: ModuleType | None
 try:
     import pytest as _pytest
 except ImportError:  # LocalGearmand without pytest: no plugin to define

@@ -10,7 +10,7 @@ import pytest
 from gearman_ev import Gearman, ev
 from gearman_ev._ffi import ffi, lib
 
-pytest_plugins = ["tests.fix_gearmand", "tests.fix_fakeserver"]
+pytest_plugins = ["tests.fix_gearmand", "tests.fix_fakeserver", "tests.fix_tls"]
 
 
 @pytest.fixture

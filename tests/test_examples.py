@@ -130,8 +130,8 @@ TESTED = {
     "client", "worker", "pipeline", "background", "scheduled", "unique", "event_client",
     "fanout", "priority_queue", "json_payload", "retry", "async_worker", "worker_pool",
     "graceful_worker", "cron_consumer", "exceptions", "admin", "monitoring", "reconnect",
-    "multi_server", "unix_socket", "error_handling", "embed_libev", "threads",
-    "blocking_client",
+    "multi_server", "unix_socket", "error_handling", "embed_libev", "threads", "tls",
+    "asyncio_client", "asyncio_worker", "blocking_client",
 }
 
 
@@ -435,6 +435,16 @@ def test_unix_socket(gearmand, tmp_path):
     assert out[2] == "job: b'HELLO OVER A UNIX SOCKET!'" and len(out) == 3
 
 
+def test_tls(tls_gearmand, pki):
+    # tls_gearmand: socat OPENSSL-LISTEN in front of the test gearmand (tests/fix_tls.py).
+    out = lines(run("tls", tls_gearmand, "--ca", str(pki.ca)))
+    assert out[:2] == ["client: TLS handshake done", "echo: b'ping'"]
+    assert re.fullmatch(r"version: 'OK 1\.\S+'", out[2])
+    assert out[3:] == ["job: b'HELLO OVER TLS!'", "untrusted echo: disconnected",
+                       "untrusted: tls: certificate verify failed: "
+                       "unable to get local issuer certificate"]
+
+
 def test_unix_socket_missing_path(gearmand, tmp_path):
     proc = subprocess.run([sys.executable, str(EG / "unix_socket.py"), str(tmp_path / "none")],
                           env=env_for(gearmand), cwd=ROOT, capture_output=True, text=True,
@@ -487,6 +497,45 @@ def test_threads(gearmand):
     summary = re.fullmatch(r"12 of 12 requests answered by (\d+) handler thread\(s\); "
                            r"every job submitted from the loop's thread: True", out[-1])
     assert summary and 1 <= int(summary.group(1)) <= 4
+
+
+# ===== asyncio =====
+
+ASYNCIO_CLIENT_TAIL = ["pipelined: 10 results", "created: H:...", "event: status ('1', '1')",
+                       "run result: stneve"]
+
+
+@pytest.mark.parametrize("loop_option", [[], ["--uvloop"]], ids=["asyncio", "uvloop"])
+def test_asyncio_client_alone(gearmand, loop_option):
+    out = run("asyncio_client", gearmand, *loop_option)
+    assert lines(out) == ["progress: 1/1", "result: namraeg ,olleh"] + ASYNCIO_CLIENT_TAIL
+
+
+def test_asyncio_worker_serves_the_asyncio_client(gearmand, live):
+    # The client sends 12 jobs: one, then 10 at once, then one with events.
+    worker = live("asyncio_worker", gearmand, "--max-jobs", "12", "--concurrency", "3",
+                  "--step-seconds", "0.02")
+    worker.wait_for("worker connected")
+    out = run("asyncio_client", gearmand, "abc", "--no-worker", "--function", "slow_upper")
+    assert lines(out) == ["progress: 1/3", "progress: 2/3", "progress: 3/3", "result: ABC",
+                          "pipelined: 10 results", "created: H:...",
+                          "event: status ('1', '3')", "event: status ('2', '3')",
+                          "event: status ('3', '3')", "run result: EVENTS"]
+    code, out, err = worker.finish()
+    assert code == 0, err
+    assert out.rstrip().endswith("served 12 job(s)")
+    in_flight = [int(m) for m in re.findall(r"\((\d+) in flight\)", out)]
+    assert max(in_flight) == 3  # the ten pipelined jobs ran three at a time
+
+
+def test_asyncio_worker_stops_cleanly_on_sigterm(gearmand, live):
+    worker = live("asyncio_worker", gearmand)
+    worker.wait_for("worker connected")
+    assert lines(run("asyncio_client", gearmand, "xyz", "--no-worker"))[0] == "result: zyx"
+    worker.proc.send_signal(signal.SIGTERM)
+    code, out, err = worker.finish()
+    assert code == 0, err
+    assert out.rstrip().endswith("served 12 job(s)")
 
 
 def test_blocking_client(gearmand):

@@ -309,3 +309,46 @@ def test_reconnect_waits_through_the_timer_and_counts_silent_connections():
         s.connection_made(-1)
     s.connection_lost("connection closed by server")
     assert log[-1] == ("error", errors.MAX_RECONNECTS) and s.state == 0
+
+
+def test_deadline_heap_stays_bounded_when_jobs_time_out():
+    # Timed-out and finished jobs leave the heap: it never holds much more
+    # than the live deadlines (the compaction counts each job out once).
+    s, driver, log = new_session()
+    for round_ in range(3):
+        subs = []
+        for i in range(3000):
+            x = Submission(None, None, None, None, None, False)
+            s.send3(CMD.SUBMIT_JOB, b"f", b"", b"w", x)
+            s.set_job_deadline(x, 1.0)
+            subs.append(x)
+        driver.clock += 2.0
+        s.on_deadline()
+        assert all(x.done for x in subs)
+        assert s._live_deadlines == 0
+    assert len(s._job_heap) == 0 and len(s._job_lane) == 0
+
+
+def test_job_timeouts_fire_in_deadline_order_then_in_the_order_armed():
+    # Deadlines live in a lane (each no earlier than the last) and a heap
+    # (the earlier ones): together they time out as one ordered queue, equal
+    # deadlines in the order they were set.
+    s, driver, log = new_session()
+    fired = []
+    plan = [("a", 5.0), ("b", 3.0), ("c", 5.0), ("d", 1.0), ("e", 3.0), ("f", 7.0), ("g", 1.0),
+            ("i", 5.0)]  # due with a and c, armed after them
+    for name, timeout in plan:
+        x = Submission(lambda r, e, name=name: fired.append((name, e)), None, None, None, None,
+                       False)
+        s.send3(CMD.SUBMIT_JOB, b"f", b"", name.encode(), x)
+        s.set_job_deadline(x, timeout)
+    driver.clock += 1.0
+    driver.clock += 0.5  # a later job: armed after the others, a later deadline
+    late = Submission(lambda r, e: fired.append(("h", e)), None, None, None, None, False)
+    s.send3(CMD.SUBMIT_JOB, b"f", b"", b"h", late)
+    s.set_job_deadline(late, 1.5)  # due at 3.0, with b and e
+    driver.clock += 10.0
+    s.on_deadline()
+    assert [n for n, _ in fired] == ["d", "g", "b", "e", "h", "a", "c", "i", "f"]
+    assert all(e == errors.JOB_TIMEOUT for _, e in fired)
+    assert s._live_deadlines == 0

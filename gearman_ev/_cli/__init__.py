@@ -18,9 +18,10 @@ import argparse
 import math
 import os
 import sys
+from typing import Callable
 
 from . import _admin, _submit, _top, _work
-from ._servers import DEFAULT_SERVER, UsageError, say, server_specs
+from ._servers import DEFAULT_SERVER, UsageError, say, server_specs, set_tls
 
 __all__ = ["main", "build_parser"]
 
@@ -43,7 +44,7 @@ class _Formatter(argparse.HelpFormatter):
     """Wraps prose paragraphs; keeps paragraphs with indented lines (the
     examples) as written."""
 
-    def _fill_text(self, text, width, indent):
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
         paragraphs = []
         for paragraph in text.split("\n\n"):
             lines = paragraph.splitlines()
@@ -95,9 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-s", "--server", dest="servers", action="append",
                         metavar="SERVER", help=SERVERS_HELP)
+    for p in (parser, common):
+        # Top-level and per-command spellings both work; SUPPRESS keeps a
+        # command's absent flag from hiding the top-level one.
+        p.add_argument("--ssl", action="store_true", default=argparse.SUPPRESS,
+                       help="talk TLS to the servers (e.g. a terminator in front of gearmand); "
+                            "certificates checked against the system CAs or --ssl-ca")
+        p.add_argument("--ssl-ca", metavar="FILE", default=argparse.SUPPRESS,
+                       help="CA certificates (PEM) to check the servers' against; implies --ssl")
+        p.add_argument("--server-hostname", metavar="NAME", default=argparse.SUPPRESS,
+                       help="the name the servers' certificates must carry (default: each "
+                            "server's host)")
     commands = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
 
-    def command(name, run, help, description=None, epilog=None):
+    def command(name: str, run: Callable[[argparse.Namespace, list[str]], int], help: str,
+                description: str | None = None,
+                epilog: str | None = None) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[common], help=help,
                                   description=description or help, epilog=epilog,
                                   formatter_class=_Formatter)
@@ -214,15 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     argv, command = _split_work_command(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    sub: argparse.ArgumentParser = args.parser  # the command's own, for its usage line
     if args.command_name == "work":
         if args.command_usage is not None:
-            args.parser.error(f"unexpected {args.command_usage!r}: put the command after --")
+            sub.error(f"unexpected {args.command_usage!r}: put the command after --")
         args.command = command or []
     try:
         specs = server_specs((args.servers_top or []) + (args.servers or []))
-        return args.run(args, specs)
+        set_tls(getattr(args, "ssl", False), getattr(args, "ssl_ca", None),
+                getattr(args, "server_hostname", None))
+        status: int = args.run(args, specs)
+        return status
     except UsageError as exc:
-        args.parser.error(str(exc))
+        sub.error(str(exc))
     except KeyboardInterrupt:
         say("interrupted")
         return 1

@@ -13,21 +13,39 @@ What must stay true here:
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 import time
+from typing import Any, Callable, TypedDict
 
-from .. import ev
-from ._servers import CONNECT_TIMEOUT, UsageError, connect, gather, say
+from .. import Gearman, ev
+from ._servers import CONNECT_TIMEOUT, Reply, Request, Server, UsageError, connect, gather, say
 
 __all__ = ["run_status", "run_workers", "run_version", "run_maxqueue", "run_shutdown",
            "run_ping", "parse_status", "parse_workers"]
 
 
-def parse_status(text: str) -> list[dict]:
+class StatusRow(TypedDict):
+    """One function in a ``status`` reply (and in ``--json``)."""
+    function: str
+    queued: int
+    running: int
+    workers: int
+
+
+class WorkerRow(TypedDict):
+    """One connection in a ``workers`` reply (and in ``--json``)."""
+    fd: int | str
+    address: str
+    client_id: str
+    functions: list[str]
+
+
+def parse_status(text: str) -> list[StatusRow]:
     """gearmand's ``status`` reply -> [{function, queued, running, workers}]."""
-    rows = []
+    rows: list[StatusRow] = []
     for line in text.splitlines():
         fields = line.split("\t")
         if len(fields) != 4:
@@ -38,10 +56,10 @@ def parse_status(text: str) -> list[dict]:
     return rows
 
 
-def parse_workers(text: str) -> list[dict]:
+def parse_workers(text: str) -> list[WorkerRow]:
     """``workers`` reply lines ``FD ADDRESS CLIENT-ID : FUNC...`` ->
     [{fd, address, client_id, functions}] (client_id "-" when none was set)."""
-    rows = []
+    rows: list[WorkerRow] = []
     for line in text.splitlines():
         # Split on blanks: an IPv6 address holds ':' and a client id cannot
         # hold whitespace (gearmand refuses it), so the fields are tokens.
@@ -54,7 +72,7 @@ def parse_workers(text: str) -> list[dict]:
     return rows
 
 
-def _servers(specs):
+def _servers(specs: list[str]) -> tuple[ev.Loop, list[Server]]:
     loop = ev.default_loop()
     # One-shot commands: no reconnect, and a server that takes the
     # connection but never answers is given up on too.
@@ -62,7 +80,7 @@ def _servers(specs):
     return loop, servers
 
 
-def _ask(specs, request):
+def _ask(specs: list[str], request: Request) -> tuple[list[Server], list[Reply]]:
     loop, servers = _servers(specs)
     try:
         replies = gather(servers, loop, request)
@@ -74,7 +92,8 @@ def _ask(specs, request):
     return servers, replies
 
 
-def _emit(servers, replies, show, as_json=None) -> int:
+def _emit(servers: list[Server], replies: list[Reply], show: Callable[[Any], str],
+          as_json: Callable[[Any], object] | None = None) -> int:
     """Print each server's answer (``show(result) -> text``) grouped by
     server, or one JSON document (``as_json(result) -> value``); the errors on
     stderr. Returns the exit status."""
@@ -102,7 +121,7 @@ def _emit(servers, replies, show, as_json=None) -> int:
     return 1 if failed else 0
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def _table(header: list[str], rows: list[list[object]]) -> str:
     """Left-align the first column, right-align numbers: a plain table."""
     cells = [header] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
@@ -113,19 +132,19 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "".join(lines)
 
 
-def status_table(rows: list[dict]) -> str:
+def status_table(rows: list[StatusRow]) -> str:
     return _table(["FUNCTION", "QUEUED", "RUNNING", "WORKERS"],
                   [[r["function"], r["queued"], r["running"], r["workers"]]
                    for r in sorted(rows, key=lambda r: r["function"])])
 
 
-def run_status(args, specs) -> int:
+def run_status(args: argparse.Namespace, specs: list[str]) -> int:
     servers, replies = _ask(specs, lambda g, cb: g.server_status(cb))
     return _emit(servers, replies, lambda text: status_table(parse_status(text)),
                  (lambda text: parse_status(text)) if args.json else None)
 
 
-def run_workers(args, specs) -> int:
+def run_workers(args: argparse.Namespace, specs: list[str]) -> int:
     servers, replies = _ask(specs, lambda g, cb: g.server_workers(cb))
     return _emit(servers, replies, lambda text: text,
                  (lambda text: parse_workers(text)) if args.json else None)
@@ -135,19 +154,19 @@ def _version(text: str) -> str:
     return text[3:] if text.startswith("OK ") else text  # (3.9 has no removeprefix)
 
 
-def run_version(args, specs) -> int:
+def run_version(args: argparse.Namespace, specs: list[str]) -> int:
     servers, replies = _ask(specs, lambda g, cb: g.server_version(cb))
     return _emit(servers, replies, lambda text: _version(text) + "\n",
                  _version if args.json else None)
 
 
-def run_maxqueue(args, specs) -> int:
+def run_maxqueue(args: argparse.Namespace, specs: list[str]) -> int:
     function = os.fsencode(args.function)  # the bytes the shell passed
     servers, replies = _ask(specs, lambda g, cb: g.maxqueue(function, args.size, cb))
     return _emit(servers, replies, lambda text: text + "\n")
 
 
-def run_shutdown(args, specs) -> int:
+def run_shutdown(args: argparse.Namespace, specs: list[str]) -> int:
     servers, replies = _ask(specs, lambda g, cb: g.shutdown_server(args.graceful, cb))
     status = _emit(servers, replies, lambda text: text + "\n")
     if any(err is not None and "UNKNOWN_COMMAND" in err for _, err in replies):
@@ -156,15 +175,15 @@ def run_shutdown(args, specs) -> int:
     return status
 
 
-def run_ping(args, specs) -> int:
+def run_ping(args: argparse.Namespace, specs: list[str]) -> int:
     """An ECHO to connect, then a timed ECHO: the round trip, connect excluded."""
     loop, servers = _servers(specs)
     try:
         first = gather(servers, loop, lambda g, cb: g.echo(b"ping", cb))
         up = [server for server, (_, err) in zip(servers, first) if err is None]
-        sent: dict = {}
+        sent: dict[Gearman, float] = {}
 
-        def timed(g, cb):
+        def timed(g: Gearman, cb: Callable[[Any, str | None], None]) -> None:
             sent[g] = time.perf_counter()
             g.echo(b"ping", lambda result, err: cb(time.perf_counter() - sent[g], err))
         second = iter(gather(up, loop, timed))

@@ -13,12 +13,14 @@ What must stay true here:
 """
 from __future__ import annotations
 
+import argparse
 import collections
 import os
 import sys
+from typing import Any, BinaryIO
 
 from .. import ev
-from ._servers import CONNECT_TIMEOUT, UsageError, connect, say
+from ._servers import CONNECT_TIMEOUT, Server, UsageError, connect, say
 
 __all__ = ["run"]
 
@@ -33,7 +35,7 @@ _METHODS = {
 }
 
 
-def run(args, specs) -> int:
+def run(args: argparse.Namespace, specs: list[str]) -> int:
     loop = ev.default_loop()
     if args.workload is not None:
         workload = os.fsencode(args.workload)
@@ -63,23 +65,24 @@ def run(args, specs) -> int:
 class _Batch:
     """N submissions, their results in order, and their failures."""
 
-    def __init__(self, args, servers, loop, out):
+    def __init__(self, args: argparse.Namespace, servers: list[Server], loop: ev.Loop,
+                 out: BinaryIO) -> None:
         self.args = args
         self.servers = servers
         self.loop = loop
         self.out = out
         self.n = args.n
         self.left = args.n
-        self.results: list = [None] * args.n   # bytes once the job is over
-        self.chunks: dict[int, list] = {}      # WORK_DATA held for -n > 1
+        self.results: list[bytes | None] = [None] * args.n   # bytes once the job is over
+        self.chunks: dict[int, list[bytes]] = {}      # WORK_DATA held for -n > 1
         self.exceptions: dict[int, bytes] = {}
-        self.failures: list = []               # (index, server, err)
+        self.failures: list[tuple[int, Server, str]] = []   # (index, server, err)
         self.next_out = 0
-        self.pending_out: list = []
+        self.pending_out: list[bytes] = []
         self.pending_size = 0
         self.broken = False                    # stdout's reader went away
 
-    def submit_all(self, method_name, workload):
+    def submit_all(self, method_name: str, workload: bytes) -> None:
         args = self.args
         # Names as the bytes the shell passed (os.fsencode undoes Python's
         # decoding of argv), like the workload.
@@ -91,7 +94,8 @@ class _Batch:
             server = self.servers[index % len(self.servers)]
             method = getattr(server.g, method_name)
 
-            def done(result, err, index=index, server=server):
+            def done(result: Any, err: str | None, index: int = index,
+                     server: Server = server) -> None:
                 self._done(index, server, result, err)
 
             if args.bg:
@@ -104,28 +108,30 @@ class _Batch:
                        on_warning=lambda data, index=index: self._warning(index, data),
                        on_exception=lambda data, index=index: self._exception(index, data))
 
-    def _label(self, index):
+    def _label(self, index: int) -> str:
         return f"job {index + 1} " if self.n > 1 else ""
 
-    def _data(self, index, data):
+    def _data(self, index: int, data: bytes) -> None:
         if self.n == 1:
             # One job: its data is its output as it comes (a streaming worker).
             self._write(data)
         else:
             self.chunks.setdefault(index, []).append(data)
 
-    def _status(self, index, num, den):
+    def _status(self, index: int, num: str, den: str) -> None:
         if self.args.status:
             print(f"{self._label(index)}status: {num}/{den}", file=sys.stderr, flush=True)
 
-    def _warning(self, index, data):
+    def _warning(self, index: int, data: bytes) -> None:
         sys.stderr.buffer.write(f"{self._label(index)}warning: ".encode() + data + b"\n")
         sys.stderr.buffer.flush()
 
-    def _exception(self, index, data):
+    def _exception(self, index: int, data: bytes) -> None:
         self.exceptions[index] = data
 
-    def _done(self, index, server, result, err):
+    def _done(self, index: int, server: Server, result: Any, err: str | None) -> None:
+        # result: a foreground job's bytes, a background job's handle (str),
+        # or None with err.
         if err is not None:
             self.failures.append((index, server, err))
             result = b""
@@ -142,11 +148,13 @@ class _Batch:
         if self.left == 0:
             self.loop.stop()
 
-    def _write_ready(self):
+    def _write_ready(self) -> None:
         """Move the results that are next in submission order to the output."""
         results = self.results
-        while self.next_out < self.n and results[self.next_out] is not None:
+        while self.next_out < self.n:
             data = results[self.next_out]
+            if data is None:
+                break  # not over yet: what follows waits for it
             results[self.next_out] = b""  # written: keep the slot, drop the bytes
             self.next_out += 1
             self.pending_out.append(data)
@@ -154,13 +162,13 @@ class _Batch:
         if self.pending_size >= OUT_BATCH:
             self.flush()
 
-    def flush(self):
+    def flush(self) -> None:
         data = b"".join(self.pending_out)
         self.pending_out.clear()
         self.pending_size = 0
         self._write(data)
 
-    def _write(self, data):
+    def _write(self, data: bytes) -> None:
         if self.broken:
             return
         try:
@@ -177,7 +185,7 @@ class _Batch:
         """Say each distinct failure once; the exit status."""
         if not self.failures:
             return 0
-        counts = collections.Counter()
+        counts: collections.Counter[str] = collections.Counter()
         for index, server, err in self.failures:
             reason = server.why(err)
             if reason != err:  # the connection's own error: say which server

@@ -22,15 +22,17 @@ What must stay true here:
 """
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import signal
 import sys
 import time
+from typing import Any, Callable, TextIO
 
 from .. import GearmanError, ev
-from ._admin import parse_status
-from ._servers import CONNECT_TIMEOUT, connect, gather, say
+from ._admin import StatusRow, parse_status
+from ._servers import CONNECT_TIMEOUT, Server, connect, gather, say
 
 __all__ = ["run"]
 
@@ -41,21 +43,22 @@ HOME, ERASE_LINE, ERASE_BELOW = "\x1b[H", "\x1b[K", "\x1b[J"
 CLEAR, HIDE_CURSOR, SHOW_CURSOR = "\x1b[2J", "\x1b[?25l", "\x1b[?25h"
 
 
-def run(args, specs) -> int:
+def run(args: argparse.Namespace, specs: list[str]) -> int:
     loop = ev.default_loop()
     if args.once:
         return _once(loop, specs)
     return _Top(args, specs, loop, sys.stdout).run()
 
 
-def _once(loop, specs) -> int:
+def _once(loop: ev.Loop, specs: list[str]) -> int:
     servers = connect(specs, loop, command_timeout=CONNECT_TIMEOUT)
     try:
         replies = gather(servers, loop, lambda g, cb: g.server_status(cb))
     finally:
         for server in servers:
             server.g.disconnect()
-    rows, failed = [], 0
+    rows: list[list[object]] = []
+    failed = 0
     for server, (text, err) in zip(servers, replies):
         if err is not None:
             failed += 1
@@ -69,11 +72,11 @@ def _once(loop, specs) -> int:
     return 1 if failed else 0
 
 
-def _sorted(rows):
+def _sorted(rows: list[StatusRow]) -> list[StatusRow]:
     return sorted(rows, key=lambda r: r["function"])
 
 
-def _table(rows: list[list]) -> list[str]:
+def _table(rows: list[list[object]]) -> list[str]:
     """Rows of 6 cells (or 2: server and a message) as aligned lines."""
     cells = [HEADER] + [[str(c) for c in row] for row in rows]
     widths = [max((len(r[i]) for r in cells if len(r) == len(HEADER)), default=0)
@@ -90,7 +93,8 @@ def _table(rows: list[list]) -> list[str]:
 
 
 class _Top:
-    def __init__(self, args, specs, loop, out):
+    def __init__(self, args: argparse.Namespace, specs: list[str], loop: ev.Loop,
+                 out: TextIO) -> None:
         self.loop = loop
         self.out = out
         self.interval = args.interval
@@ -99,14 +103,16 @@ class _Top:
         self.servers = connect(specs, loop, reconnect=True,
                                reconnect_delay=min(1.0, self.interval),
                                command_timeout=max(CONNECT_TIMEOUT, 2 * self.interval))
-        self.busy = set()          # servers with a status request out
-        self.due = set()           # servers asked in this poll, not answered yet
-        self.rows: dict = {}       # server name -> parsed rows of its last answer
-        self.previous: dict = {}   # (server, function) -> (total, monotonic time)
-        self.rates: dict = {}      # (server, function) -> jobs/s
+        self.busy: set[Server] = set()  # servers with a status request out
+        self.due: set[Server] = set()   # servers asked in this poll, not answered yet
+        # server name -> parsed rows of its last answer
+        self.rows: dict[str, list[StatusRow]] = {}
+        # (server, function) -> (total, monotonic time)
+        self.previous: dict[tuple[str, str], tuple[int, float]] = {}
+        self.rates: dict[tuple[str, str], float] = {}  # (server, function) -> jobs/s
         self.drawn = False
         self.broken = False        # stdout's reader went away
-        self.watchers = [
+        self.watchers: list[ev.Watcher] = [
             loop.timer(0, self.interval, self._poll),
             loop.signal(signal.SIGINT, self._quit),
             loop.signal(signal.SIGTERM, self._quit),
@@ -134,7 +140,7 @@ class _Top:
             raise BrokenPipeError  # main() ends quietly with status 1
         return 0
 
-    def _keyboard(self):
+    def _keyboard(self) -> Callable[[], None] | None:
         """Watch stdin for ``q``. On a terminal, switch it to cbreak mode (keys
         come one at a time, unechoed; Ctrl-C still signals) and return what
         puts it back."""
@@ -149,12 +155,12 @@ class _Top:
             saved = termios.tcgetattr(fd)
             tty.setcbreak(fd)
 
-            def restore():
+            def restore() -> None:
                 termios.tcsetattr(fd, termios.TCSADRAIN, saved)
         self.watchers.append(self.loop.io(fd, ev.EV_READ, self._on_key))
         return restore
 
-    def _on_key(self, watcher, revents):
+    def _on_key(self, watcher: ev.Io, revents: int) -> None:
         try:
             data = os.read(watcher.fd, 64)
         except OSError:
@@ -164,12 +170,12 @@ class _Top:
         elif b"q" in data.lower():
             self.loop.stop()
 
-    def _quit(self, watcher, revents):
+    def _quit(self, watcher: ev.Signal, revents: int) -> None:
         self.loop.stop()
 
     # ===== Polling =====
 
-    def _poll(self, watcher, revents):
+    def _poll(self, watcher: ev.Timer, revents: int) -> None:
         asked = [s for s in self.servers if s not in self.busy]
         if not asked:
             self._draw()
@@ -177,13 +183,17 @@ class _Top:
         self.due = set(asked)
         for server in asked:
             self.busy.add(server)
+
+            def answer(text: str | None, err: str | None, server: Server = server) -> None:
+                self._answer(server, text, err)
+
             try:
-                server.g.server_status(
-                    lambda text, err, server=server: self._answer(server, text, err))
+                server.g.server_status(answer)
             except GearmanError as exc:
                 self._answer(server, None, str(exc))
 
-    def _answer(self, server, text, err):
+    def _answer(self, server: Server, text: Any, err: str | None) -> None:
+        # text: the reply (str) when err is None
         self.busy.discard(server)
         now = time.monotonic()
         if err is None:
@@ -209,7 +219,7 @@ class _Top:
     # ===== Drawing =====
 
     def _lines(self) -> list[str]:
-        rows = []
+        rows: list[list[object]] = []
         for server in self.servers:
             if server.name not in self.rows:
                 rows.append([server.name, f"({server.error or 'waiting for an answer'})"])
@@ -226,7 +236,7 @@ class _Top:
             return [title] + _table(rows)  # one block per poll, blank lines between
         return [title + "  (q: quit)", ""] + _table(rows)
 
-    def _draw(self):
+    def _draw(self) -> None:
         lines = self._lines()
         if not self.tty:
             self._write("\n".join(lines) + "\n\n")
@@ -244,7 +254,7 @@ class _Top:
         self._write(head + HOME + "".join(line + ERASE_LINE + "\n" for line in lines)
                     + ERASE_BELOW)
 
-    def _write(self, text):
+    def _write(self, text: str) -> None:
         try:
             self.out.write(text)
             self.out.flush()

@@ -24,13 +24,14 @@ What must stay true here:
 """
 from __future__ import annotations
 
+import argparse
 import collections
 import os
 import signal
 import subprocess
 
-from .. import GearmanError, ev
-from ._servers import UsageError, connect, say
+from .. import GearmanError, Job, ev
+from ._servers import Server, UsageError, connect, say
 
 __all__ = ["run"]
 
@@ -47,7 +48,7 @@ WRITE_SIZE = 64 * 1024
 SYNC_TIMEOUT = 5.0
 
 
-def run(args, specs) -> int:
+def run(args: argparse.Namespace, specs: list[str]) -> int:
     loop = ev.default_loop()
     worker = _Worker(args, loop)
     # reconnect: a worker outlives a gearmand restart; abilities are re-sent.
@@ -68,31 +69,31 @@ class _Task:
 
     __slots__ = ("index", "session", "job", "proc", "reader", "writer", "feed", "chunks", "eof")
 
-    def __init__(self, index, session, job):
+    def __init__(self, index: int, session: int, job: Job) -> None:
         self.index = index        # which server the job came from
         self.session = session    # ...on which of its connections
         self.job = job
-        self.proc = None
-        self.reader = None        # ev.Io on the command's stdout
-        self.writer = None        # ev.Io on its stdin, while workload is left
-        self.feed = None          # memoryview of the workload not yet written
-        self.chunks: list = []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.reader: ev.Io | None = None   # on the command's stdout
+        self.writer: ev.Io | None = None   # on its stdin, while workload is left
+        self.feed: memoryview | None = None  # the workload not yet written
+        self.chunks: list[bytes] = []
         self.eof = False
 
 
 class _Worker:
-    def __init__(self, args, loop):
+    def __init__(self, args: argparse.Namespace, loop: ev.Loop) -> None:
         self.loop = loop
         self.function = os.fsencode(args.function)  # the bytes the shell passed
-        self.command = args.command or None
+        self.command: list[str] | None = args.command or None
         self.concurrency = args.concurrency
         self.max_jobs = args.max_jobs
         self.stream = args.stream
-        self.servers: list = []
-        self.in_flight: list = []   # per server: jobs taken on this connection, not finished
-        self.sessions: list = []    # per server: connections lost so far
-        self.tasks: set = set()     # running
-        self.held = collections.deque()  # taken, waiting for a free slot
+        self.servers: list[Server] = []
+        self.in_flight: list[int] = []  # per server: jobs taken on this connection, not finished
+        self.sessions: list[int] = []   # per server: connections lost so far
+        self.tasks: set[_Task] = set()  # running
+        self.held: collections.deque[_Task] = collections.deque()  # waiting for a free slot
         self.taken = 0
         self.finished = 0
         self.stopping = False
@@ -101,7 +102,7 @@ class _Worker:
         self.syncing = 0            # ECHO answers still due in this round
         self.sync_round = 0
         self.sync_mark = 0          # jobs finished when the round began
-        self.said: dict = {}        # server name -> last error said
+        self.said: dict[str, str] = {}  # server name -> last error said
         self.watchers = [loop.signal(signal.SIGCHLD, self._on_sigchld)]
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.watchers.append(loop.signal(signum, self._on_stop_signal))
@@ -109,17 +110,19 @@ class _Worker:
 
     # ===== Start, the grab budget, stop =====
 
-    def start(self):
+    def start(self) -> None:
         self.in_flight = [0] * len(self.servers)
         self.sessions = [0] * len(self.servers)
         for watcher in self.watchers:
             watcher.start()
         for index, server in enumerate(self.servers):
-            server.g.register_function(
-                self.function, lambda job, index=index: self._arrived(index, job), async_=True)
+            def arrived(job: Job, index: int = index) -> None:
+                self._arrived(index, job)
+
+            server.g.register_function(self.function, arrived, async_=True)
         self._regrab()
 
-    def _regrab(self):
+    def _regrab(self) -> None:
         """Let each connection hold at most the free slots in GRABs.
 
         ``work(concurrency=c)`` keeps c - (its jobs in flight) GRABs out, so
@@ -137,7 +140,7 @@ class _Worker:
             else:
                 server.g.work(concurrency=self.in_flight[index] + free)
 
-    def _on_stop_signal(self, watcher, revents):
+    def _on_stop_signal(self, watcher: ev.Signal, revents: int) -> None:
         name = signal.Signals(watcher.signum).name
         if self.aborted:
             return
@@ -154,7 +157,7 @@ class _Worker:
             say(f"{name}: finishing {len(self.tasks) + len(self.held)} job(s), then exiting")
         self._begin_stop()
 
-    def _begin_stop(self):
+    def _begin_stop(self) -> None:
         if self.stopping:
             return
         self.stopping = True
@@ -162,7 +165,7 @@ class _Worker:
             server.g.work_stop()
         self._maybe_exit()
 
-    def _maybe_exit(self):
+    def _maybe_exit(self) -> None:
         """Once stopping and idle: an ECHO on every connection. Its answer
         comes after those of any GRAB sent before, and proves the server has
         read every result sent before it."""
@@ -177,14 +180,18 @@ class _Worker:
             if not server.g.is_connected:  # down: nothing of ours can reach it now
                 self.syncing -= 1
                 continue
+
+            def synced(data: bytes | None, err: str | None, token: int = self.sync_round) -> None:
+                self._synced(token)
+
             try:
-                server.g.echo(b"", lambda data, err, token=self.sync_round: self._synced(token))
+                server.g.echo(b"", synced)
             except GearmanError:
                 self.syncing -= 1
         if self.syncing == 0:
             self._exit()
 
-    def _synced(self, token):
+    def _synced(self, token: int) -> None:
         if token != self.sync_round:
             return  # an answer to a round the timer gave up on
         self.syncing -= 1
@@ -197,12 +204,12 @@ class _Worker:
             return
         self._exit()
 
-    def _on_sync_timeout(self, watcher, revents):
+    def _on_sync_timeout(self, watcher: ev.Timer, revents: int) -> None:
         self.sync_round += 1  # answers still due no longer count
         self.syncing = 0
         self._exit()
 
-    def _exit(self):
+    def _exit(self) -> None:
         if self.tasks or self.held:
             return  # a job came in after all: its end calls _maybe_exit again
         self.loop.stop()
@@ -223,17 +230,17 @@ class _Worker:
 
     # ===== Servers =====
 
-    def on_server_error(self, server, err):
+    def on_server_error(self, server: Server, err: str) -> None:
         # reconnect retries every second: say each new trouble once, not each retry
         if self.said.get(server.name) != err:
             self.said[server.name] = err
             say(f"{server.name}: {err}")
 
-    def on_server_connect(self, server):
+    def on_server_connect(self, server: Server) -> None:
         if self.said.pop(server.name, None) is not None:
             say(f"{server.name}: connected")
 
-    def on_server_disconnect(self, server):
+    def on_server_disconnect(self, server: Server) -> None:
         # Its jobs still running are stale now (the server requeued them) and
         # the library counts none in flight on the next connection: neither
         # do we, or it would be let grab more than the free slots.
@@ -244,7 +251,7 @@ class _Worker:
 
     # ===== Jobs =====
 
-    def _arrived(self, index, job):
+    def _arrived(self, index: int, job: Job) -> None:
         self.taken += 1
         self.in_flight[index] += 1
         task = _Task(index, self.sessions[index], job)
@@ -256,7 +263,7 @@ class _Worker:
         if self.max_jobs and self.taken >= self.max_jobs:
             self._begin_stop()
 
-    def _start(self, task):
+    def _start(self, task: _Task) -> None:
         self.tasks.add(task)
         if self.command is None:
             if self.stream:
@@ -274,6 +281,7 @@ class _Worker:
             say(f"cannot run {self.command[0]!r}: {exc.strerror or exc}")
             self._done(task, False, b"")
             return
+        assert proc.stdin is not None and proc.stdout is not None  # both PIPE
         task.proc = proc
         out_fd = proc.stdout.fileno()
         os.set_blocking(out_fd, False)
@@ -286,9 +294,10 @@ class _Worker:
             task.writer = self.loop.io(proc.stdin.fileno(), ev.EV_WRITE, self._on_writable, task)
             task.writer.start()
 
-    def _write_input(self, task):
+    def _write_input(self, task: _Task) -> None:
         """Write what the pipe takes now; close stdin once all is written (or
         the command stopped reading: its exit status decides the job)."""
+        assert task.proc is not None and task.proc.stdin is not None  # a started command
         fd = task.proc.stdin.fileno()
         try:
             while task.feed:
@@ -300,21 +309,22 @@ class _Worker:
             pass
         self._close_input(task)
 
-    def _on_writable(self, watcher, revents):
+    def _on_writable(self, watcher: ev.Io, revents: int) -> None:
         self._write_input(watcher.data)
 
-    def _close_input(self, task):
+    def _close_input(self, task: _Task) -> None:
         task.feed = None
         if task.writer is not None:
             task.writer.stop()
             task.writer = None
-        if task.proc is not None and not task.proc.stdin.closed:
+        if task.proc is not None and task.proc.stdin is not None \
+                and not task.proc.stdin.closed:
             try:
                 task.proc.stdin.close()
             except OSError:
                 pass
 
-    def _on_output(self, watcher, revents):
+    def _on_output(self, watcher: ev.Io, revents: int) -> None:
         task = watcher.data
         try:
             chunk = os.read(watcher.fd, READ_SIZE)
@@ -334,21 +344,22 @@ class _Worker:
         task.eof = True
         self._check(task)
 
-    def _send_data(self, task, data):
+    def _send_data(self, task: _Task, data: bytes) -> None:
         try:
             task.job.send_data(data)
         except GearmanError:
             pass  # its connection dropped: the server has requeued the job
 
-    def _on_sigchld(self, watcher, revents):
+    def _on_sigchld(self, watcher: ev.Signal, revents: int) -> None:
         # One SIGCHLD may stand for several exits: ask every running command.
         for task in list(self.tasks):
             if task.proc is not None and task.proc.returncode is None \
                     and task.proc.poll() is not None:
                 self._check(task)
 
-    def _check(self, task):
+    def _check(self, task: _Task) -> None:
         proc = task.proc
+        assert proc is not None and self.command is not None  # only a command's task comes here
         if not task.eof or proc.returncode is None:
             return  # the job ends when both have happened
         self._close_input(task)
@@ -358,14 +369,15 @@ class _Worker:
             say(f"job {task.job.handle}: {self.command[0]} ended with {how}")
         self._done(task, proc.returncode == 0, b"".join(task.chunks))
 
-    def _close(self, task):
+    def _close(self, task: _Task) -> None:
         self._close_input(task)
         if task.reader is not None:
             task.reader.stop()
             task.reader = None
+            assert task.proc is not None and task.proc.stdout is not None  # it had a reader
             task.proc.stdout.close()
 
-    def _done(self, task, ok, result):
+    def _done(self, task: _Task, ok: bool, result: bytes) -> None:
         """The job's command is over: free its slot, then send its result."""
         self.tasks.discard(task)
         if task.session == self.sessions[task.index]:
@@ -395,7 +407,7 @@ class _Worker:
         self._maybe_exit()
 
 
-def _kill(proc):
+def _kill(proc: subprocess.Popen[bytes] | None) -> None:
     """SIGKILL a command and whatever it started (its own session)."""
     if proc is None or proc.returncode is not None:
         return
