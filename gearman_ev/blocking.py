@@ -41,15 +41,14 @@ What must stay true here:
 - Arguments are checked in the caller's thread, before the state checks
   ("client closed"), so a bad call fails the same way in every state.
 - How the client reaches its servers is decided in one place,
-  ``_connect()``: a ``Gearman`` for one server; for several, the interim
-  ``_RoundRobin`` adapter until ``GearmanPool`` (API.md 11) replaces it there.
+  ``_connect()``: a ``Gearman`` for one server, a ``GearmanPool`` (API.md 11)
+  for several.
 - In a forked child nothing inherited from the parent is used: the first
   call builds a new loop, thread and connection.
 """
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
 import os
 import threading
@@ -57,11 +56,17 @@ import time
 import weakref
 from concurrent.futures import Future, InvalidStateError
 from functools import partial
-from typing import (Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple,
-                    Union)
+from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, List, Mapping, Optional,
+                    Sequence, Tuple, Union)
 
 from . import _args, errors, ev
 from ._gearman import Gearman
+from ._pool import GearmanPool
+from ._routing import ServerSpec as ServerSpec_
+from ._routing import parse_servers
+
+if TYPE_CHECKING:
+    import ssl as _ssl  # the parameter is called ssl
 
 __all__ = ["GearmanClient", "ServerSpec"]
 
@@ -74,7 +79,6 @@ Name = Union[str, bytes]
 Payload = Union[bytes, bytearray, memoryview, str]
 Callback = Callable[[Any, Optional[str]], None]
 JobSpec = Union[Tuple[Name, Payload], Tuple[Name, Payload, Optional[Name]]]
-_Address = Tuple[Any, ...]  # ("tcp", host, port) or ("unix", path)
 
 DEFAULT_PORT = 4730
 _PRIORITIES = ("high", "normal", "low")
@@ -104,66 +108,14 @@ if hasattr(os, "register_at_fork"):
 
 # ===== Server specs and the one connection factory =====
 
-def _parse_spec(spec: Any) -> _Address:
-    """A server spec -> ``("tcp", host, port)`` or ``("unix", path)``."""
-    if isinstance(spec, tuple):
-        if len(spec) != 2 or not isinstance(spec[0], str) \
-                or isinstance(spec[1], bool) or not isinstance(spec[1], int):
-            raise TypeError(f"a server tuple must be (host: str, port: int), not {spec!r}")
-        if not spec[0]:
-            raise ValueError(f"bad server {spec!r}: no host")
-        return ("tcp", spec[0], _args.port(spec[1]))
-    if not isinstance(spec, str):
-        raise TypeError(f"a server must be a str or a (host, port) tuple, not "
-                        f"{type(spec).__name__}")
-    text = spec.strip()
-    if text.startswith("unix:"):
-        if not text[5:]:
-            raise ValueError(f"bad server {spec!r}: unix: needs a path")
-        return ("unix", text[5:])
-    port = str(DEFAULT_PORT)
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad server {spec!r}: expected [v6addr]:port")
-        if rest:
-            port = rest[1:]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host = text  # a name, an IPv4 address, or a bare IPv6 literal
-    if not host:
-        raise ValueError(f"bad server {spec!r}: no host")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad server {spec!r}: port must be 1-65535")
-    return ("tcp", host, int(port))
-
-
-def _spec_name(address: _Address) -> str:
-    """A parsed spec as text: ``host:port``, ``[v6addr]:port`` or ``unix:/path``."""
-    if address[0] == "unix":
-        return f"unix:{address[1]}"
-    host = address[1]
-    return f"[{host}]:{address[2]}" if ":" in host else f"{host}:{address[2]}"
-
-
-def _server_list(servers: Any) -> List[_Address]:
+def _server_list(servers: Any) -> List[ServerSpec_]:
+    """One spec or a list of them, parsed as GearmanPool parses them."""
     if isinstance(servers, str) or (isinstance(servers, tuple) and len(servers) == 2
                                     and isinstance(servers[1], int)):
         servers = [servers]
     elif isinstance(servers, (bytes, bytearray)) or not hasattr(servers, "__iter__"):
         raise TypeError("servers must be a server spec or a list of them")
-    parsed = [_parse_spec(s) for s in servers]
-    if not parsed:
-        raise ValueError("no server given")
-    return parsed
-
-
-def _gearman_for(address: _Address, loop: ev.Loop, options: Mapping[str, Any],
-                 **hooks: Any) -> Gearman:
-    if address[0] == "unix":
-        return Gearman(path=address[1], loop=loop, **options, **hooks)
-    return Gearman(address[1], address[2], loop=loop, **options, **hooks)
+    return parse_servers(list(servers))
 
 
 class _Health:
@@ -177,19 +129,17 @@ class _Health:
         self.up = [False] * len(names)
         self.gave_up = [False] * len(names)
         self.conns: List[Gearman] = []
-        self.on_up: Optional[Callable[[int], None]] = None
-        self.on_down: Optional[Callable[[], None]] = None
         self.changed: Optional[Callable[[], None]] = None
 
-    def hooks(self, i: int) -> Dict[str, Any]:
-        return dict(on_connect=partial(self._connected, i), on_disconnect=partial(self._lost, i),
-                    on_error=partial(self._error, i))
+    def watch(self, i: int, g: Gearman) -> None:
+        self.conns.append(g)
+        g.on_connect = partial(self._connected, i)
+        g.on_disconnect = partial(self._lost, i)
+        g.on_error = partial(self._error, i)
 
     def _connected(self, i: int) -> None:
         self.up[i] = True
         self.gave_up[i] = False
-        if self.on_up is not None:
-            self.on_up(i)
         if self.changed is not None:
             self.changed()
 
@@ -201,8 +151,6 @@ class _Health:
         if err == errors.MAX_RECONNECTS:
             self.gave_up[i] = True
         log.warning("%s: %s", self.names[i], err)
-        if self.on_down is not None:
-            self.on_down()
         if self.changed is not None:
             self.changed()
 
@@ -215,263 +163,28 @@ class _Health:
         return all(up) or all(u or not self.may_come_up(i) for i, u in enumerate(up))
 
 
-def _connect(addresses: List[_Address], loop: ev.Loop,
+def _connect(specs: List[ServerSpec_], loop: ev.Loop,
              options: Mapping[str, Any]) -> Tuple[_Conn, _Health]:
     """The client's connection(s) on ``loop``, and their health: the one
-    place that knows how servers are reached. One server: a ``Gearman``.
-    Several: today the interim ``_RoundRobin``; ``GearmanPool(specs,
-    loop=loop, **options)`` (API.md 11) takes its place here once it exists,
-    with the same callback API, and nothing else in this module changes."""
-    if len(addresses) == 1:
-        health = _Health([_spec_name(addresses[0])])
-        health.conns.append(_gearman_for(addresses[0], loop, options, **health.hooks(0)))
-        return health.conns[0], health
-    pool = _RoundRobin(addresses, loop, options)
-    return pool, pool.health
+    place that knows how servers are reached. One server: a ``Gearman``;
+    several: a ``GearmanPool`` (API.md 11: routing by unique key, failover
+    of requests not yet written). Both have the same callback API."""
+    health = _Health([s.name for s in specs])
+    if len(specs) == 1:
+        address = specs[0].address
+        if address[0] == "unix":
+            g = Gearman(path=address[1], loop=loop, **options)
+        else:
+            g = Gearman(address[1], address[2], loop=loop, **options)
+        health.watch(0, g)
+        return g, health
+    pool = GearmanPool([s.name for s in specs], loop, **options)
+    for i, g in enumerate(pool.servers):
+        health.watch(i, g)  # the pool relies on no per-server hook of its own
+    return pool, health
 
 
-_Held = Tuple[Optional[bytes], Callable[[Gearman], None], Callback, float]
-
-
-class _RoundRobin:
-    """Interim, until ``GearmanPool`` lands: one ``Gearman`` per server on one
-    loop, with ``Gearman``'s callback API for what the blocking client uses.
-
-    Routing: a request with a unique key goes to the first connected server
-    in the key's rendezvous order (so coalescing and ``get_status_unique``
-    work across servers); any other request to the next connected server in
-    turn. With no server connected a request waits for the first to connect
-    (at most ``connect_timeout``, when set), else gets "no server available".
-    A request already sent to a server that drops fails with "disconnected"
-    (never re-sent: it may have run). Admin calls ask every server and give
-    ``{server: text}``; a server that is down answers None and the call's
-    err is the first error. Used only by the thread running the loop.
-    """
-
-    #: Handles of background jobs remembered for get_status (oldest dropped).
-    MAX_HANDLES = 65536
-
-    def __init__(self, addresses: List[_Address], loop: ev.Loop,
-                 options: Mapping[str, Any]) -> None:
-        self._loop = loop
-        self.names = [_spec_name(a) for a in addresses]
-        self._keys = [name.encode() for name in self.names]
-        self.health = _Health(self.names)
-        self.health.on_up = self._connected
-        self.health.on_down = self._down
-        self._up = self.health.up
-        self._next = 0
-        self._connect_timeout = float(options.get("connect_timeout") or 0)
-        self._held: Deque[_Held] = collections.deque()  # waiting for a first server
-        self._handles: Dict[str, Gearman] = {}
-        self._timer = loop.timer(0, 0, self._on_timer)
-        self.conns = self.health.conns
-        for i, address in enumerate(addresses):
-            self.conns.append(_gearman_for(address, loop, options, **self.health.hooks(i)))
-
-    # -- server state --
-
-    def _connected(self, i: int) -> None:
-        held, self._held = self._held, collections.deque()
-        for key, request, cb, deadline in held:
-            self._request(key, cb, request, deadline)
-
-    def _down(self) -> None:
-        if self._held and not self._may_come_up():
-            self._fail_held(errors.NO_SERVER)
-
-    def _may_come_up(self) -> bool:
-        return any(self.health.may_come_up(i) for i in range(len(self.conns)))
-
-    # -- routing --
-
-    def _pick(self, key: Optional[bytes]) -> Optional[Gearman]:
-        up, conns = self._up, self.conns
-        if key:
-            # Rendezvous hashing on a stable hash (hash() differs between
-            # processes): every client sends a given key to the same server.
-            order = sorted(range(len(conns)), reverse=True, key=lambda i: hashlib.blake2b(
-                self._keys[i] + b"\0" + key, digest_size=8).digest())
-            return next((conns[i] for i in order if up[i]), None)
-        n = len(conns)
-        for _ in range(n):
-            i = self._next
-            self._next = (i + 1) % n
-            if up[i]:
-                return conns[i]
-        return None
-
-    def _request(self, key: Optional[bytes], cb: Callback, request: Callable[[Gearman], None],
-                 deadline: Optional[float] = None) -> None:
-        """Run ``request(g)`` on the chosen server, or hold it. ``deadline``
-        is None for a new request (what it raises goes to the caller) and
-        the held one's deadline (0.0: none) when it is dispatched later."""
-        g = self._pick(key)
-        if g is not None:
-            try:
-                request(g)
-            except errors.GearmanError as exc:
-                if deadline is None:
-                    raise
-                cb(None, exc.err)  # a held request: nobody to raise to
-            return
-        if not self._may_come_up():
-            cb(None, errors.NO_SERVER)
-            return
-        if deadline is None:
-            deadline = self._loop.now() + self._connect_timeout if self._connect_timeout else 0.0
-        self._held.append((key, request, cb, deadline))
-        if deadline and not self._timer.active:
-            self._timer.set(max(0.0, deadline - self._loop.now()), 0)
-            self._timer.start()
-
-    def _on_timer(self, watcher: Any, revents: int) -> None:
-        now = self._loop.now()
-        expired = [item for item in self._held if item[3] and item[3] <= now]
-        self._held = collections.deque(item for item in self._held
-                                       if not (item[3] and item[3] <= now))
-        for _, _, cb, _ in expired:
-            cb(None, errors.NO_SERVER)
-        later = [item[3] for item in self._held if item[3]]
-        if later:
-            self._timer.set(max(0.0, min(later) - self._loop.now()), 0)
-            self._timer.start()
-
-    def _fail_held(self, err: str) -> None:
-        held, self._held = self._held, collections.deque()
-        self._timer.stop()
-        for _, _, cb, _ in held:
-            cb(None, err)
-
-    # -- client requests --
-
-    def _submit(self, method: str, func: Name, workload: Payload, cb: Callback,
-                unique: Optional[Name], kw: Dict[str, Any]) -> None:
-        key = unique.encode() if isinstance(unique, str) else unique
-        self._request(key, cb, lambda g: getattr(g, method)(func, workload, cb,
-                                                            unique=unique, **kw))
-
-    def submit_job(self, func: Name, workload: Payload, cb: Callback, *,
-                   unique: Optional[Name] = None, **kw: Any) -> None:
-        self._submit("submit_job", func, workload, cb, unique, kw)
-
-    def submit_job_high(self, func: Name, workload: Payload, cb: Callback, *,
-                        unique: Optional[Name] = None, **kw: Any) -> None:
-        self._submit("submit_job_high", func, workload, cb, unique, kw)
-
-    def submit_job_low(self, func: Name, workload: Payload, cb: Callback, *,
-                       unique: Optional[Name] = None, **kw: Any) -> None:
-        self._submit("submit_job_low", func, workload, cb, unique, kw)
-
-    def _submit_bg(self, method: str, func: Name, workload: Payload, cb: Callback,
-                   unique: Optional[Name], *extra: Any) -> None:
-        key = unique.encode() if isinstance(unique, str) else unique
-
-        def request(g: Gearman) -> None:
-            def created(handle: Optional[str], err: Optional[str]) -> None:
-                if handle is not None:
-                    self._remember(handle, g)
-                cb(handle, err)
-            getattr(g, method)(func, workload, *extra, created, unique=unique)
-        self._request(key, cb, request)
-
-    def submit_job_bg(self, func: Name, workload: Payload, cb: Callback, *,
-                      unique: Optional[Name] = None) -> None:
-        self._submit_bg("submit_job_bg", func, workload, cb, unique)
-
-    def submit_job_high_bg(self, func: Name, workload: Payload, cb: Callback, *,
-                           unique: Optional[Name] = None) -> None:
-        self._submit_bg("submit_job_high_bg", func, workload, cb, unique)
-
-    def submit_job_low_bg(self, func: Name, workload: Payload, cb: Callback, *,
-                          unique: Optional[Name] = None) -> None:
-        self._submit_bg("submit_job_low_bg", func, workload, cb, unique)
-
-    def submit_job_epoch(self, func: Name, workload: Payload, epoch: int, cb: Callback, *,
-                         unique: Optional[Name] = None) -> None:
-        self._submit_bg("submit_job_epoch", func, workload, cb, unique, epoch)
-
-    def _remember(self, handle: str, g: Gearman) -> None:
-        handles = self._handles
-        if len(handles) >= self.MAX_HANDLES:
-            del handles[next(iter(handles))]
-        handles[handle] = g
-
-    def get_status(self, handle: Name, cb: Callback) -> None:
-        """The server that created the handle, if this client did; else every
-        connected server, and the first that knows it answers."""
-        name = handle.decode("utf-8", "surrogateescape") if isinstance(handle, bytes) else handle
-        owner = self._handles.get(name)
-        if owner is not None and self._up[self.conns.index(owner)]:
-            owner.get_status(handle, cb)
-            return
-        targets = [g for g, up in zip(self.conns, self._up) if up]
-        if not targets:
-            self._request(None, cb, lambda g: g.get_status(handle, cb))
-            return
-        replies: List[Tuple[Any, Optional[str]]] = []
-
-        def reply(result: Any, err: Optional[str]) -> None:
-            replies.append((result, err))
-            if len(replies) == len(targets):
-                fine = [r for r in replies if r[1] is None]
-                known = [r for r in fine if r[0]["known"]]
-                cb(*(known or fine or replies)[0])
-        for g in targets:
-            g.get_status(handle, reply)
-
-    def get_status_unique(self, unique: Name, cb: Callback) -> None:
-        key = unique.encode() if isinstance(unique, str) else unique
-        self._request(key, cb, lambda g: g.get_status_unique(unique, cb))
-
-    def echo(self, data: Payload, cb: Callback) -> None:
-        self._request(None, cb, lambda g: g.echo(data, cb))
-
-    # -- admin: every server --
-
-    def admin(self, command: Name, cb: Callback) -> None:
-        self._every(lambda g, reply: g.admin(command, reply), cb)
-
-    def server_status(self, cb: Callback) -> None:
-        self.admin("status", cb)
-
-    def server_workers(self, cb: Callback) -> None:
-        self.admin("workers", cb)
-
-    def server_version(self, cb: Callback) -> None:
-        self.admin("version", cb)
-
-    def maxqueue(self, func: Name, size: int, cb: Callback) -> None:
-        self._every(lambda g, reply: g.maxqueue(func, size, reply), cb)
-
-    def shutdown_server(self, graceful: bool, cb: Callback) -> None:
-        self._every(lambda g, reply: g.shutdown_server(graceful, reply), cb)
-
-    def _every(self, ask: Callable[[Gearman, Callback], None], cb: Callback) -> None:
-        texts: Dict[str, Optional[str]] = {}
-        errs: List[str] = []
-        left = [len(self.conns)]
-
-        def answer(i: int, result: Any, err: Optional[str]) -> None:
-            texts[self.names[i]] = result
-            if err is not None:
-                errs.append(err)
-            left[0] -= 1
-            if left[0] == 0:
-                cb({name: texts[name] for name in self.names}, errs[0] if errs else None)
-        for i, g in enumerate(self.conns):
-            if self._up[i]:
-                ask(g, partial(answer, i))
-            else:
-                answer(i, None, errors.DISCONNECTED)
-
-    def disconnect(self) -> None:
-        self._fail_held(errors.DISCONNECTED)
-        for g in self.conns:
-            g.disconnect()
-
-
-_Conn = Union[Gearman, _RoundRobin]
+_Conn = Union[Gearman, GearmanPool]
 
 
 # ===== Waiting for a reply =====
@@ -628,12 +341,12 @@ class _Core:
     request.
     """
 
-    def __init__(self, addresses: List[_Address], options: Mapping[str, Any]) -> None:
+    def __init__(self, specs: List[ServerSpec_], options: Mapping[str, Any]) -> None:
         self.gen = _fork_gen
         self.loop = ev.Loop()
         # Made here, in the caller's thread, before any thread runs the loop:
         # a bad option raises from the constructor, and the connect starts now.
-        conn, self.health = _connect(addresses, self.loop, options)
+        conn, self.health = _connect(specs, self.loop, options)
         self.health.changed = self._idle
         self.conn = conn
         self.submit_fg: Dict[str, Callable[..., None]] = {
@@ -927,9 +640,10 @@ class GearmanClient:
     Args:
         servers: one server spec or a list of them: ``"host:port"``,
             ``"host"`` (port 4730), ``"[v6addr]:port"``, ``"unix:/path"``, or
-            ``(host, port)``. With several, jobs are spread over the servers
-            that are up (a unique key always goes to the same one while it is
-            up) and admin calls ask each of them.
+            ``(host, port)``. With several, a ``GearmanPool`` (API.md 11)
+            spreads the jobs over the servers that are up (a unique key
+            always goes to the same one while it is up), and admin calls
+            answer ``{server: text}`` from each of them.
         connect_timeout: seconds a connect may take (0: no limit); with
             several servers, also how long a request waits for one to be up
             before it raises ``ConnectionLost("no server available")``.
@@ -951,6 +665,10 @@ class GearmanClient:
             exceptions``): a worker's exception then raises
             ``JobException`` carrying its ``.data``, instead of ``JobFailed``.
         client_id: sent as SET_CLIENT_ID on every connect.
+        ssl: an ``ssl.SSLContext``, or True for the default one: TLS to
+            every server (API.md 15).
+        server_hostname: the name to check the server's certificate
+            against (default: each server's host).
 
     The constructor returns at once; the connection is made in the
     background, and calls made meanwhile wait for it.
@@ -971,15 +689,18 @@ class GearmanClient:
                  connect_timeout: float = 0, command_timeout: float = 0,
                  reconnect: bool = True, reconnect_delay: float = 1.0,
                  max_reconnect_attempts: int = 0, keepalive: float = 0,
-                 exceptions: bool = False, client_id: Optional[Name] = None) -> None:
-        self._addresses = _server_list(servers)
+                 exceptions: bool = False, client_id: Optional[Name] = None,
+                 ssl: Union[None, bool, _ssl.SSLContext] = None,
+                 server_hostname: Optional[str] = None) -> None:
+        self._specs = _server_list(servers)
         self._exceptions = bool(exceptions)
         self._options: Dict[str, Any] = dict(
             connect_timeout=connect_timeout, command_timeout=command_timeout,
             reconnect=bool(reconnect), reconnect_delay=reconnect_delay,
             max_reconnect_attempts=max_reconnect_attempts, keepalive=keepalive,
-            exceptions=self._exceptions, client_id=client_id)
-        self._core = _Core(self._addresses, self._options)
+            exceptions=self._exceptions, client_id=client_id, ssl=ssl,
+            server_hostname=server_hostname)
+        self._core = _Core(self._specs, self._options)
         self._owner = _Owner(self._core)
         self._finalizer = weakref.finalize(self, self._owner.release)
 
@@ -1007,7 +728,7 @@ class GearmanClient:
     @property
     def servers(self) -> Tuple[str, ...]:
         """The servers, as ``"host:port"``, ``"[v6addr]:port"`` or ``"unix:/path"``."""
-        return tuple(_spec_name(a) for a in self._addresses)
+        return tuple(s.name for s in self._specs)
 
     def __repr__(self) -> str:
         return f"<GearmanClient {','.join(self.servers)} {'closed' if self.closed else 'open'}>"
@@ -1021,7 +742,7 @@ class GearmanClient:
                 if core.gen != _fork_gen:
                     if core.closed:
                         raise errors.GearmanError(errors.CLIENT_CLOSED)
-                    core = _Core(self._addresses, self._options)
+                    core = _Core(self._specs, self._options)
                     self._core = self._owner.core = core
         return core
 
@@ -1277,7 +998,7 @@ class GearmanClient:
                         timeout: Optional[float] = None) -> Any:
         """``shutdown [graceful]`` (gearmand >= 1.1.15 answers ``ERR
         UNKNOWN_COMMAND``: ServerError)."""
-        return self._ask(timeout, "shutdown_server", bool(graceful))
+        return self._ask(timeout, "admin", "shutdown graceful" if graceful else "shutdown")
 
 
 # ===== Helpers =====
