@@ -81,6 +81,7 @@ bench: deps $(VENV)/.built $(VENV)/.extra-bench
 	$(PY) bench/benchmark.py --deadlines
 	$(PY) bench/vs.py
 	$(PY) bench/vs.py --worker
+	$(PY) bench/blocking.py
 
 # --- C reliability checks (issue 7): by hand, not in CI ---
 

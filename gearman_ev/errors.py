@@ -27,6 +27,7 @@ __all__ = [
     "UNEXPECTED_ADMIN", "UNIX_PATH_TOO_LONG", "MAX_RECONNECTS", "PROTOCOL_ERROR",
     "NOT_CONNECTED", "ALREADY_CONNECTED", "CLIENT_DESTROYED", "STALE_JOB", "JOB_FINISHED",
     "USED_AFTER_FORK", "WRONG_THREAD", "WRITE_BUFFER_FULL", "CLIENT_CLOSED",
+    "CONNECT_ERROR", "GETADDRINFO", "READ_ERROR", "WRITE_ERROR",
 ]
 
 # ===== Callback err strings =====
@@ -50,7 +51,17 @@ NO_SERVER = "no server available"
 # ===== Connection-level on_error strings =====
 # Some carry a detail after a colon: "connect: <strerror>",
 # "getaddrinfo: <reason>", "read error: <strerror>", "write error: <strerror>",
-# "protocol error: <what>", "tls: <reason>".
+# "protocol error: <what>", "tls: <reason>". Their prefixes are below: test
+# with ``err.startswith(errors.CONNECT_ERROR + ":")``.
+
+#: Prefix: the connect failed ("connect: Connection refused").
+CONNECT_ERROR = "connect"
+#: Prefix: the host name did not resolve ("getaddrinfo: <reason>").
+GETADDRINFO = "getaddrinfo"
+#: Prefix: reading from the socket failed ("read error: <strerror>").
+READ_ERROR = "read error"
+#: Prefix: writing to the socket failed ("write error: <strerror>").
+WRITE_ERROR = "write error"
 
 #: A connection attempt took longer than ``connect_timeout``.
 CONNECT_TIMEOUT = "connect timeout"

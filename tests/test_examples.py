@@ -131,7 +131,7 @@ TESTED = {
     "fanout", "priority_queue", "json_payload", "retry", "async_worker", "worker_pool",
     "graceful_worker", "cron_consumer", "exceptions", "admin", "monitoring", "reconnect",
     "multi_server", "unix_socket", "error_handling", "embed_libev", "threads", "tls",
-    "asyncio_client", "asyncio_worker",
+    "asyncio_client", "asyncio_worker", "blocking_client",
 }
 
 
@@ -536,3 +536,20 @@ def test_asyncio_worker_stops_cleanly_on_sigterm(gearmand, live):
     code, out, err = worker.finish()
     assert code == 0, err
     assert out.rstrip().endswith("served 12 job(s)")
+
+
+def test_blocking_client(gearmand):
+    out = lines(run("blocking_client", gearmand, "--requests", "12", "--threads", "4"))
+    expected = []
+    for n in range(1, 13):
+        user = f"ghost{n}" if n % 5 == 0 else f"user{n}"
+        if n % 5 == 0:
+            expected.append(f"GET /hello/{user} -> 404")
+        elif n % 3 == 0:
+            expected.append(f"GET /hello/{user} -> 200 [{user}:news] [{user}:weather]")
+        else:
+            expected.append(f"GET /hello/{user} -> 200 <h1>Hello, {user}!</h1>")
+    assert out[:-1] == expected
+    summary = re.fullmatch(r"12 of 12 requests answered by (\d+) handler thread\(s\) "
+                           r"through one GearmanClient", out[-1])
+    assert summary and 1 <= int(summary.group(1)) <= 4
