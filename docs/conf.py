@@ -28,11 +28,11 @@ from gearman_ev import ev  # noqa: E402
 # name so Gearman's signature resolves.
 import ssl as _ssl  # noqa: E402
 import gearman_ev._gearman  # noqa: E402
-
-gearman_ev._gearman._ssl = _ssl  # type: ignore[attr-defined]
 import gearman_ev._pool  # noqa: E402
+import gearman_ev.blocking  # noqa: E402
 
-gearman_ev._pool._ssl = _ssl  # type: ignore[attr-defined]
+for _module in (gearman_ev._gearman, gearman_ev._pool, gearman_ev.blocking):
+    _module._ssl = _ssl  # type: ignore[attr-defined]
 
 project = "gearman_ev"
 author = "the gearman_ev developers"
@@ -56,6 +56,7 @@ nitpick_ignore_regex = [
     # From the standard library and typeshed (no intersphinx here), and type
     # variables such as call_soon_threadsafe's _Ts.
     ("py:class", r"os\.PathLike|FileDescriptorLike|subprocess\.Popen|_\w+"),
+    ("py:class", r"concurrent\.futures\..*"),
 ]
 
 autodoc_member_order = "bysource"
