@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import ssl as _ssl  # the parameter is called ssl
 from ._codec import CMD, MAX_PACKET
 from ._gearman import Gearman
+from ._broadcast import WorkerBroadcast
 from ._job import Job
 from ._libev import _weak_method
 from ._routing import FirstKnown, Gather, GrabCap, Router, parse_servers
@@ -59,7 +60,7 @@ def _guard(loop: ev.Loop) -> Callable[..., Any]:
     return call
 
 
-class GearmanPool:
+class GearmanPool(WorkerBroadcast):
     """Several Gearman job servers as one client, worker and admin.
 
     Args:
@@ -95,6 +96,8 @@ class GearmanPool:
 
     Bad servers or options raise TypeError or ValueError, before any I/O.
     """
+
+    _servers: Tuple[Gearman, ...]
 
     def __init__(self, servers: Sequence[ServerArg], loop: Optional[ev.Loop] = None, *,
                  priority: int = 0, keepalive: float = 0, connect_timeout: float = 0,
@@ -472,36 +475,6 @@ class GearmanPool:
         self._check()
         for g in self._servers:
             g.register_function(name, callback, timeout=timeout, async_=async_)
-
-    def can_do(self, name: Name, timeout: Optional[float] = None) -> None:
-        """Announce an ability on every server, without a managed callback."""
-        _args.function(name)
-        _args.timeout(timeout)
-        self._check()
-        for g in self._servers:
-            g.can_do(name, timeout)
-
-    def cant_do(self, name: Name) -> None:
-        """Withdraw an ability on every server (CANT_DO)."""
-        _args.function(name)
-        self._check()
-        for g in self._servers:
-            g.cant_do(name)
-
-    unregister_function = cant_do
-
-    def reset_abilities(self) -> None:
-        """Withdraw every ability on every server (RESET_ABILITIES)."""
-        self._check()
-        for g in self._servers:
-            g.reset_abilities()
-
-    def set_client_id(self, client_id: Name) -> None:
-        """SET_CLIENT_ID on every server, now and on each connect."""
-        _args.name_token(client_id, "client_id")
-        self._check()
-        for g in self._servers:
-            g.set_client_id(client_id)
 
     def work(self, on_idle: Callback = None, *, concurrency: Optional[int] = None) -> None:
         """Grab and run jobs from every server until ``work_stop()``; a

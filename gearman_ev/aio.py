@@ -62,6 +62,7 @@ from . import _args, _session, errors
 from ._codec import CMD as _CMD
 from ._codec import MAX_PACKET
 from ._job import Job
+from ._broadcast import WorkerBroadcast
 from ._settings import ConnectionSettings
 from ._libev import apply_keepalive
 from ._routing import FirstKnown, Gather, GrabCap, Router, parse_servers
@@ -1458,7 +1459,7 @@ def _holder(sessions: List[Session], sub: Submission) -> int:
     return -1
 
 
-class AsyncGearmanPool(_Priorities):
+class AsyncGearmanPool(_Priorities, WorkerBroadcast):
     """Several Gearman job servers as one client, worker and admin, on
     asyncio (API.md 11): the coroutine methods of ``AsyncGearman`` over one
     ``AsyncGearman`` per server (``pool.servers``).
@@ -1502,6 +1503,8 @@ class AsyncGearmanPool(_Priorities):
         RuntimeError: no running event loop.
         TypeError, ValueError: bad servers or options (before any I/O).
     """
+
+    _servers: Tuple[AsyncGearman, ...]
 
     def __init__(self, servers: Sequence[Union[str, Tuple[str, int]]], *,
                  ssl: Union[None, bool, _ssl.SSLContext] = None,
@@ -1996,36 +1999,6 @@ class AsyncGearmanPool(_Priorities):
         self._check()
         for g in self._servers:
             g.register_function(name, func, timeout=timeout)
-
-    def can_do(self, name: Name, timeout: Optional[float] = None) -> None:
-        """Announce an ability on every server, without a function."""
-        _args.function(name)
-        _args.timeout(timeout)
-        self._check()
-        for g in self._servers:
-            g.can_do(name, timeout)
-
-    def cant_do(self, name: Name) -> None:
-        """Withdraw an ability on every server (CANT_DO)."""
-        _args.function(name)
-        self._check()
-        for g in self._servers:
-            g.cant_do(name)
-
-    unregister_function = cant_do
-
-    def reset_abilities(self) -> None:
-        """Withdraw every ability on every server (RESET_ABILITIES)."""
-        self._check()
-        for g in self._servers:
-            g.reset_abilities()
-
-    def set_client_id(self, client_id: Name) -> None:
-        """SET_CLIENT_ID on every server, now and on each connect."""
-        _args.name_token(client_id, "client_id")
-        self._check()
-        for g in self._servers:
-            g.set_client_id(client_id)
 
     async def work(self, concurrency: int = 1) -> None:
         """Grab and run jobs from every server, at most ``concurrency`` at
