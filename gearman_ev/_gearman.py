@@ -517,31 +517,6 @@ class Gearman(ConnectionSettings):
                             "functions; use gearman_ev.aio.AsyncGearman for async def workers")
         self._can_do(name, timeout, Ability(callback, None, bool(async_)))
 
-    def can_do(self, name: Name, timeout: Optional[float] = None) -> None:
-        """Announce an ability without a managed callback (for ``grab_job``)."""
-        self._can_do(name, timeout, Ability(None, None, False))
-
-    def _can_do(self, name: Name, timeout: Optional[float], ability: Ability) -> None:
-        func = _args.function(name)
-        seconds = _args.timeout(timeout)  # None and 0 both mean "no timeout"
-        # Milliseconds on the wire, as gearmand >= 1.1.19 reads it (PROTOCOL.md 8.6).
-        ability.timeout_ms = max(1, round(seconds * 1000)) if seconds else None
-        self._check().set_ability(func, ability)
-
-    def cant_do(self, name: Name) -> None:
-        """Withdraw an ability (CANT_DO)."""
-        self._check().set_ability(_args.function(name), None)
-
-    unregister_function = cant_do
-
-    def reset_abilities(self) -> None:
-        """Withdraw every ability (RESET_ABILITIES)."""
-        self._check().reset_abilities()
-
-    def set_client_id(self, client_id: Name) -> None:
-        """SET_CLIENT_ID, now and on every connect."""
-        self._check().set_client_id(_args.name_token(client_id, "client_id"))
-
     def all_yours(self, cb: Optional[BoolCallback] = None) -> None:
         """ALL_YOURS. gearmand 1.1 answers ``cb(None, "INVALID_COMMAND: ...")``;
         a server that takes it silently gives ``cb(True, None)``."""

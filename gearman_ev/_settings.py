@@ -1,18 +1,21 @@
-"""The settings a connection object exposes, shared by every front-end
-(``Gearman`` on libev, ``aio.AsyncGearman`` on asyncio): each property reads
-or writes its session or its driver, and checks what it is given.
+"""What a connection object exposes the same way on every front-end
+(``Gearman`` on libev, ``aio.AsyncGearman`` on asyncio): the settings, each
+reading or writing its session or its driver, and the worker's abilities
+and client id, which the session keeps and re-sends on every connect.
 
 What must stay true: a setting is checked (TypeError / ValueError) before it
 reaches the session; nothing here does I/O.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional, Union
 
 from . import _args
-from ._session import Session
+from ._session import Ability, Session
 
 __all__ = ["ConnectionSettings"]
+
+Name = Union[str, bytes]
 
 
 class ConnectionSettings:
@@ -24,6 +27,10 @@ class ConnectionSettings:
 
     @property
     def _session(self) -> Session:
+        raise NotImplementedError
+
+    def _check(self) -> Session:
+        """The session, if this thread and process may use it now."""
         raise NotImplementedError
 
     @property
@@ -76,3 +83,31 @@ class ConnectionSettings:
     def writable(self) -> bool:
         """False while more than ``high_water`` bytes wait unsent."""
         return self._session.writable
+
+    # ===== Worker abilities (kept by the session, re-sent on every connect) =====
+
+    def can_do(self, name: Name, timeout: Optional[float] = None) -> None:
+        """Announce an ability without a managed function (for ``grab_job``):
+        CAN_DO, or CAN_DO_TIMEOUT with ``timeout`` seconds."""
+        self._can_do(name, timeout, Ability(None, None, False))
+
+    def _can_do(self, name: Name, timeout: Optional[float], ability: Ability) -> None:
+        func = _args.function(name)
+        seconds = _args.timeout(timeout)  # None and 0 both mean "no timeout"
+        # Milliseconds on the wire, as gearmand >= 1.1.19 reads it.
+        ability.timeout_ms = max(1, round(seconds * 1000)) if seconds else None
+        self._check().set_ability(func, ability)
+
+    def cant_do(self, name: Name) -> None:
+        """Withdraw an ability (CANT_DO)."""
+        self._check().set_ability(_args.function(name), None)
+
+    unregister_function = cant_do
+
+    def reset_abilities(self) -> None:
+        """Withdraw every ability (RESET_ABILITIES)."""
+        self._check().reset_abilities()
+
+    def set_client_id(self, client_id: Name) -> None:
+        """SET_CLIENT_ID, now and on every connect."""
+        self._check().set_client_id(_args.name_token(client_id, "client_id"))

@@ -1258,31 +1258,6 @@ class AsyncGearman(_Priorities, ConnectionSettings):
             raise TypeError("func must be callable as func(job)")
         self._can_do(name, timeout, Ability(_WorkerFunction(self, func), None, True))
 
-    def can_do(self, name: Name, timeout: Optional[float] = None) -> None:
-        """Announce an ability without a function (for ``grab_job``)."""
-        self._can_do(name, timeout, Ability(None, None, False))
-
-    def _can_do(self, name: Name, timeout: Optional[float], ability: Ability) -> None:
-        fname = _args.function(name)
-        seconds = _args.timeout(timeout)
-        # Milliseconds on the wire, as gearmand >= 1.1.19 reads it (PROTOCOL.md 8.6).
-        ability.timeout_ms = max(1, round(seconds * 1000)) if seconds else None
-        self._check().set_ability(fname, ability)
-
-    def cant_do(self, name: Name) -> None:
-        """Withdraw an ability (CANT_DO)."""
-        self._check().set_ability(_args.function(name), None)
-
-    unregister_function = cant_do
-
-    def reset_abilities(self) -> None:
-        """Withdraw every ability (RESET_ABILITIES)."""
-        self._check().reset_abilities()
-
-    def set_client_id(self, client_id: Name) -> None:
-        """SET_CLIENT_ID, now and on every connect."""
-        self._check().set_client_id(_args.name_token(client_id, "client_id"))
-
     def all_yours(self) -> Coroutine[Any, Any, bool]:
         """ALL_YOURS: returns True if the server takes it silently; gearmand
         1.1 refuses it (ServerError ``INVALID_COMMAND``)."""
