@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import ssl as _ssl  # the parameter is called ssl
 from ._codec import CMD, MAX_PACKET
 from ._gearman import Gearman
-from ._broadcast import WorkerBroadcast
+from ._poolbase import PoolBase
 from ._job import Job
 from ._libev import _weak_method
 from ._routing import FirstKnown, Gather, GrabCap, Router, parse_servers
@@ -60,7 +60,7 @@ def _guard(loop: ev.Loop) -> Callable[..., Any]:
     return call
 
 
-class GearmanPool(WorkerBroadcast):
+class GearmanPool(PoolBase):
     """Several Gearman job servers as one client, worker and admin.
 
     Args:
@@ -211,28 +211,6 @@ class GearmanPool(WorkerBroadcast):
         """Each server's canonical spec, ``"host:port"``, ``"[v6]:port"`` or
         ``"unix:/path"``, in the given order; the keys of the admin replies."""
         return tuple(s.name for s in self._specs)
-
-    @property
-    def pending_count(self) -> int:
-        """Binary requests sent and awaiting their reply, over every server."""
-        return sum(g.pending_count for g in self._servers)
-
-    @property
-    def active_count(self) -> int:
-        """Foreground jobs with a handle whose callback has not fired, summed."""
-        return sum(g.active_count for g in self._servers)
-
-    @property
-    def waiting_count(self) -> int:
-        """Requests held until a server is up, the pool's own and each
-        connection's."""
-        return self._r.parked_count + sum(g.waiting_count for g in self._servers)
-
-    @property
-    def rerouted_count(self) -> int:
-        """Requests a dropped server handed back unwritten, and that the pool
-        routed again (to another server, or the same once it is back)."""
-        return self._r.rerouted
 
     # ===== Client (API.md 5, routed) =====
 

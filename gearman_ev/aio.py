@@ -62,7 +62,7 @@ from . import _args, _session, errors
 from ._codec import CMD as _CMD
 from ._codec import MAX_PACKET
 from ._job import Job
-from ._broadcast import WorkerBroadcast
+from ._poolbase import PoolBase
 from ._settings import ConnectionSettings
 from ._libev import apply_keepalive
 from ._routing import FirstKnown, Gather, GrabCap, Router, parse_servers
@@ -1434,7 +1434,7 @@ def _holder(sessions: List[Session], sub: Submission) -> int:
     return -1
 
 
-class AsyncGearmanPool(_Priorities, WorkerBroadcast):
+class AsyncGearmanPool(_Priorities, PoolBase):
     """Several Gearman job servers as one client, worker and admin, on
     asyncio (API.md 11): the coroutine methods of ``AsyncGearman`` over one
     ``AsyncGearman`` per server (``pool.servers``).
@@ -1672,27 +1672,6 @@ class AsyncGearmanPool(_Priorities, WorkerBroadcast):
     def is_connected(self) -> bool:
         """True while any server is connected."""
         return any(s.state == CONNECTED for s in self._r.sessions)
-
-    @property
-    def pending_count(self) -> int:
-        """Requests sent and awaiting their reply, over every server."""
-        return sum(g.pending_count for g in self._servers)
-
-    @property
-    def active_count(self) -> int:
-        """Foreground jobs created and not yet finished, over every server."""
-        return sum(g.active_count for g in self._servers)
-
-    @property
-    def waiting_count(self) -> int:
-        """Requests held until a server is up, the pool's own and each
-        connection's."""
-        return self._r.parked_count + sum(g.waiting_count for g in self._servers)
-
-    @property
-    def rerouted_count(self) -> int:
-        """Requests a dropped server handed back unwritten, routed again."""
-        return self._r.rerouted
 
     @property
     def jobs_running(self) -> int:
