@@ -196,8 +196,7 @@ class JobReply(Submission):
     on_exception = property(lambda self: self.exception_event, _ignore)
 
 
-async def _reply(reply: Union[Reply, ReplyEntry, JobReply],
-                 owner: Union[AsyncGearman, AsyncGearmanPool]) -> Any:
+async def _reply(reply: Union[Reply, ReplyEntry, JobReply], owner: _Priorities) -> Any:
     """The coroutine a request method returns: the reply's result, or its
     err's exception. Cancelled while it waits, it leaves the request in
     place: the reply, when it comes, is consumed and dropped. ``owner`` is
@@ -714,14 +713,30 @@ class _WorkerFunction:
 # ===== AsyncGearman =====
 
 class _Priorities:
-    """The high and low priority submissions of AsyncGearman and
-    AsyncGearmanPool: each class's own ``_submit_fg`` / ``_submit_bg`` does
-    the work."""
+    """The foreground submissions and the priority variants of AsyncGearman
+    and AsyncGearmanPool: each class's own ``_send_fg`` (one connection, or
+    routed) and ``_submit_bg`` do the work."""
+
+    _driver: Any  # what flushes the requests a woken task queued
+    _loop: asyncio.AbstractEventLoop
+
+    def _send_fg(self, cmd: int, func: Name, workload: Payload, timeout: Optional[float],
+                 sub: Submission, ukey: bytes) -> None:
+        raise NotImplementedError
 
     def _submit_fg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
                    timeout: Optional[float], on_data: Handler, on_warning: Handler,
                    on_status: Handler, on_exception: Handler) -> Coroutine[Any, Any, bytes]:
-        raise NotImplementedError
+        if on_data is not None or on_warning is not None or on_status is not None \
+                or on_exception is not None:
+            _args.callback(on_data, "on_data")
+            _args.callback(on_warning, "on_warning")
+            _args.callback(on_status, "on_status")
+            _args.callback(on_exception, "on_exception")
+        ukey = _args.unique(unique)
+        reply = JobReply(on_data, on_warning, on_status, on_exception, bool(ukey))
+        self._send_fg(cmd, func, workload, timeout, reply, ukey)
+        return _reply(reply, self)
 
     def _submit_bg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
                    epoch: Optional[bytes] = None) -> Coroutine[Any, Any, str]:
@@ -1080,8 +1095,8 @@ class AsyncGearman(_Priorities, ConnectionSettings):
         _args.check_size(payload)
         return self._request(CMD.ECHO_REQ, (payload,), K_ECHO)
 
-    def _send_fg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
-                 timeout: Optional[float], sub: Submission, ukey: bytes) -> None:
+    def _send_fg(self, cmd: int, func: Name, workload: Payload, timeout: Optional[float],
+                 sub: Submission, ukey: bytes) -> None:
         """Check the rest of a foreground submission's arguments and send it."""
         fname = _args.function(func)
         load = _args.payload(workload, "workload")
@@ -1092,20 +1107,6 @@ class AsyncGearman(_Priorities, ConnectionSettings):
         s.send3(cmd, fname, ukey, load, sub)
         if seconds:
             s.set_job_deadline(sub, seconds)
-
-    def _submit_fg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
-                   timeout: Optional[float], on_data: Handler, on_warning: Handler,
-                   on_status: Handler, on_exception: Handler) -> Coroutine[Any, Any, bytes]:
-        if on_data is not None or on_warning is not None or on_status is not None \
-                or on_exception is not None:
-            _args.callback(on_data, "on_data")
-            _args.callback(on_warning, "on_warning")
-            _args.callback(on_status, "on_status")
-            _args.callback(on_exception, "on_exception")
-        ukey = _args.unique(unique)
-        reply = JobReply(on_data, on_warning, on_status, on_exception, bool(ukey))
-        self._send_fg(cmd, func, workload, unique, timeout, reply, ukey)
-        return _reply(reply, self)
 
     def submit_job(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
                    timeout: Optional[float] = None, on_data: Handler = None,
@@ -1153,7 +1154,7 @@ class AsyncGearman(_Priorities, ConnectionSettings):
             raise ValueError(f"priority must be 'high', 'normal' or 'low', not {priority!r}")
         ukey = _args.unique(unique)
         run = JobRun(self._loop, self)
-        self._send_fg(cmd, func, workload, unique, timeout, run.submission(bool(ukey)), ukey)
+        self._send_fg(cmd, func, workload, timeout, run.submission(bool(ukey)), ukey)
         return run
 
     def _submit_bg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
@@ -1709,20 +1710,6 @@ class AsyncGearmanPool(_Priorities, PoolBase):
         s.send3(cmd, fname, ukey, load, sub)
         if seconds:
             s.set_job_deadline(sub, seconds)
-
-    def _submit_fg(self, cmd: int, func: Name, workload: Payload, unique: Optional[Name],
-                   timeout: Optional[float], on_data: Handler, on_warning: Handler,
-                   on_status: Handler, on_exception: Handler) -> Coroutine[Any, Any, bytes]:
-        if on_data is not None or on_warning is not None or on_status is not None \
-                or on_exception is not None:
-            _args.callback(on_data, "on_data")
-            _args.callback(on_warning, "on_warning")
-            _args.callback(on_status, "on_status")
-            _args.callback(on_exception, "on_exception")
-        ukey = _args.unique(unique)
-        reply = JobReply(on_data, on_warning, on_status, on_exception, bool(ukey))
-        self._send_fg(cmd, func, workload, timeout, reply, ukey)
-        return _reply(reply, self)
 
     def submit_job(self, func: Name, workload: Payload, *, unique: Optional[Name] = None,
                    timeout: Optional[float] = None, on_data: Handler = None,
