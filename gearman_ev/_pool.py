@@ -163,16 +163,6 @@ class GearmanPool(PoolBase):
         except Exception:  # noqa: BLE001 - nothing may escape a finalizer
             pass
 
-    def __repr__(self) -> str:
-        up = sum(1 for s in self._r.sessions if s.state == CONNECTED)
-        return f"<GearmanPool {len(self._servers)} servers, {up} connected>"
-
-    @property
-    def _r(self) -> Router:
-        r = self._router
-        assert r is not None
-        return r
-
     def _check(self) -> Router:
         """The router, if this thread and process may use the pool now
         (``Gearman._check``'s rules, inlined: every request passes here)."""

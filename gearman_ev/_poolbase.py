@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence, Union
 
 from . import _args
 from ._routing import Router
+from ._session import CONNECTED
 
 __all__ = ["PoolBase"]
 
@@ -27,9 +28,17 @@ class PoolBase:
     def _check(self) -> object:
         raise NotImplementedError
 
+    _router: Optional[Router]  # None until the pool is set up
+
     @property
     def _r(self) -> Router:
-        raise NotImplementedError
+        r = self._router
+        assert r is not None
+        return r
+
+    def __repr__(self) -> str:
+        up = sum(1 for s in self._r.sessions if s.state == CONNECTED)
+        return f"<{type(self).__name__} {len(self._servers)} servers, {up} connected>"
 
     @property
     def pending_count(self) -> int:

@@ -1583,16 +1583,6 @@ class AsyncGearmanPool(_Priorities, PoolBase):
         except Exception:  # noqa: BLE001 - nothing may escape a finalizer (loop closed)
             pass
 
-    def __repr__(self) -> str:
-        up = sum(1 for s in self._r.sessions if s.state == CONNECTED)
-        return f"<AsyncGearmanPool {len(self._servers)} servers, {up} connected>"
-
-    @property
-    def _r(self) -> Router:
-        r = self._router
-        assert r is not None
-        return r
-
     def _check(self) -> Router:
         """The router, if this thread and process may use the pool now."""
         if self._servers[0]._session._fork_gen != _session._fork_gen:
