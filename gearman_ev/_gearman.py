@@ -315,21 +315,6 @@ class Gearman(ConnectionSettings):
     # ===== Introspection (API.md 8) =====
 
     @property
-    def pending_count(self) -> int:
-        """Binary requests sent and awaiting their reply."""
-        return self._session.pending_count
-
-    @property
-    def waiting_count(self) -> int:
-        """Requests held until the connection is up."""
-        return self._session.waiting_count
-
-    @property
-    def active_count(self) -> int:
-        """Foreground submissions with a handle whose callback has not fired."""
-        return self._session.active_count
-
-    @property
     def buffer_sizes(self) -> Tuple[int, int]:
         """``(read_capacity, write_capacity)`` of the connection's buffers, in
         bytes: 16 KiB each at rest."""

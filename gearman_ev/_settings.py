@@ -34,6 +34,22 @@ class ConnectionSettings:
         raise NotImplementedError
 
     @property
+    def pending_count(self) -> int:
+        """Requests sent and awaiting their reply (on asyncio, cancelled ones
+        too, until their reply arrives)."""
+        return self._session.pending_count
+
+    @property
+    def waiting_count(self) -> int:
+        """Requests held until the connection is up."""
+        return self._session.waiting_count
+
+    @property
+    def active_count(self) -> int:
+        """Foreground jobs with a handle whose result has not arrived."""
+        return self._session.active_count
+
+    @property
     def reconnect_enabled(self) -> bool:
         """Whether the object reconnects after a drop."""
         return self._session.reconnect_enabled

@@ -1066,22 +1066,6 @@ class AsyncGearman(_Priorities, ConnectionSettings):
     on_drain = _handler_property("on_drain")
     del _handler_property
 
-    @property
-    def pending_count(self) -> int:
-        """Requests sent and awaiting their reply (cancelled ones included
-        until their reply arrives)."""
-        return self._session.pending_count
-
-    @property
-    def waiting_count(self) -> int:
-        """Requests held until the connection is up."""
-        return self._session.waiting_count
-
-    @property
-    def active_count(self) -> int:
-        """Foreground jobs created and not yet finished."""
-        return self._session.active_count
-
     # ===== Client (API.md 5) =====
 
     def _request(self, cmd: int, args: Tuple[Any, ...], kind: int) -> Coroutine[Any, Any, Any]:
