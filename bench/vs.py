@@ -32,7 +32,9 @@ gearman_ev client in a process of its own, go to one sync echo worker at a
 time: gearman_ev's, then EV::Gearman's (runs alternate). jobs/s is the
 feeder's, and the CPU per job of the worker, of gearmand (when started here)
 and of the feeder come from /proc/PID/stat around the measurement.
---prefetch adds a gearman_ev worker with work(concurrency=2) (see PREFETCH).
+--prefetch adds a gearman_ev worker with work(concurrency=2) (see PREFETCH);
+--floor, a bare Python worker on the same loop and C codec with none of the
+library's work in between (see floor_worker): the bound of a Python worker.
 
 The Python clients come with the `bench` extra: pip install -e '.[bench]'.
 """
@@ -527,6 +529,56 @@ def py_worker(host, port, func, limit, prefetch=False):
     loop.start()
 
 
+FLOOR = "floor: bare loop, no session"
+
+
+def floor_worker(host, port, func, limit):
+    """--floor: the least a Python worker on this stack spends per job. The
+    same loop (gearman_ev.ev), codec (the C core) and syscalls (one recv, one
+    send, one epoll_wait a job) as gearman_ev's worker, with none of the
+    library in between: no session, no Job object, no checks, no errors
+    handled. Not a usable worker; a measure of what bounds one."""
+    from gearman_ev._ffi import ffi, lib
+    loop = ev.Loop()
+    sock = socket.create_connection((host, port))
+    sock.setblocking(False)
+    c = lib.gm_conn_new()
+    lib.gm_conn_reset(c, sock.fileno())
+    pkt = ffi.new("gm_packet_t *")
+    arg, length = pkt.arg, pkt.len
+    unpack, nxt, pack4, NULL = ffi.unpack, lib.gm_conn_next, lib.gm_conn_pack4, ffi.NULL
+    fname = func.encode()
+    serve = lambda workload: workload  # noqa: E731  (the echo, as py_worker's)
+    pack4(c, lib.GM_CMD_CAN_DO, 1, fname, len(fname), NULL, 0, NULL, 0, NULL, 0)
+    pack4(c, lib.GM_CMD_GRAB_JOB, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0)
+    lib.gm_conn_write(c)
+
+    def readable(watcher, revents):
+        if lib.gm_conn_read(c) < 0:
+            loop.stop()
+        while nxt(c, 0, pkt) > 0:
+            cmd = pkt.cmd
+            if cmd == lib.GM_CMD_JOB_ASSIGN:
+                handle = unpack(arg[0], length[0])
+                result = serve(unpack(arg[2], length[2]))
+                pack4(c, lib.GM_CMD_WORK_COMPLETE, 2, handle, len(handle), result,
+                      len(result), NULL, 0, NULL, 0)
+                pack4(c, lib.GM_CMD_GRAB_JOB, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0)
+            elif cmd == lib.GM_CMD_NO_JOB:
+                pack4(c, lib.GM_CMD_PRE_SLEEP, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0)
+            elif cmd == lib.GM_CMD_NOOP:
+                pack4(c, lib.GM_CMD_GRAB_JOB, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0)
+        lib.gm_conn_write(c)  # the whole reply fits the kernel's buffer here
+    io = loop.io(sock, ev.EV_READ, readable)
+    io.start()
+    loop.timer(limit, 0, lambda w, r: loop.stop()).start()
+    loop.signal(15, lambda w, r: loop.stop()).start()
+    loop.start()
+    io.stop()
+    lib.gm_conn_free(c)
+    sock.close()
+
+
 def feeder(host, port, func, n, size, limit, window, go, out):
     """A pipelining gearman_ev client: connects, waits for `go`, submits n
     foreground jobs, all at once or (window > 0) at most `window` in flight;
@@ -580,9 +632,10 @@ def workers_on(host, port, func):
 def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit, window=0):
     """One worker (which: gearman_ev or ev_gearman) fed n jobs; returns
     (jobs/s, worker, gearmand, feeder CPU s/job) or raises Failed."""
-    if which.startswith("gearman_ev"):
-        wproc = ctx.Process(target=py_worker, args=(host, port, func, limit + 30,
-                                                    which == PREFETCH), daemon=True)
+    if which.startswith("gearman_ev") or which == FLOOR:
+        target, args = ((floor_worker, (host, port, func, limit + 30)) if which == FLOOR else
+                        (py_worker, (host, port, func, limit + 30, which == PREFETCH)))
+        wproc = ctx.Process(target=target, args=args, daemon=True)
         wproc.start()
         wpid, stop = wproc.pid, wproc.terminate
     else:
@@ -618,12 +671,12 @@ def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit, windo
             fproc.join(5)
         if fproc.is_alive():
             fproc.kill()
-        wproc.join(5) if which.startswith("gearman_ev") else wproc.wait(5)
+        wproc.join(5) if which.startswith("gearman_ev") or which == FLOOR else wproc.wait(5)
 
 
 def worker_table(host, port, gearmand_pid, args):
     who = (["gearman_ev"] + (["ev_gearman"] if EvGearman.inc else [])
-           + ([PREFETCH] if args.prefetch else []))
+           + ([PREFETCH] if args.prefetch else []) + ([FLOOR] if args.floor else []))
     ctx = multiprocessing.get_context("spawn")
     fed = "at once" if args.window <= 0 else f"{args.window} at a time"
     print(f"one sync echo worker, fed {args.n} foreground jobs {fed} by a gearman_ev client "
@@ -657,10 +710,10 @@ def worker_table(host, port, gearmand_pid, args):
         med[w] = [statistics.median(r[i] for r in rows[w]) for i in range(4)]
         rate, wc, gc, fc = med[w]
         print(f"  {w:<26}{rate:>10,.0f}{wc * 1e6:>12.1f}{gc * 1e6:>14.1f}{fc * 1e6:>12.1f}")
-    for ours in ("gearman_ev", PREFETCH):
+    for ours in ("gearman_ev", PREFETCH, FLOOR):
         if ours in med and "ev_gearman" in med:
             a, b = med[ours], med["ev_gearman"]
-            label = "ratio to EV" + (" (prefetch)" if ours == PREFETCH else "")
+            label = "ratio to EV" + {PREFETCH: " (prefetch)", FLOOR: " (floor)"}.get(ours, "")
             print(f"  {label:<26}{a[0] / b[0]:>9.2f}x{a[1] / b[1]:>11.2f}x"
                   f"{(a[2] / b[2] if b[2] else 0):>13.2f}x{a[3] / b[3]:>11.2f}x")
 
@@ -690,6 +743,9 @@ def main(argv=None):
     ap.add_argument("--prefetch", action="store_true",
                     help="--worker: also a gearman_ev worker with work(concurrency=2), "
                          "the next job assigned while one runs (not the default: fairness)")
+    ap.add_argument("--floor", action="store_true",
+                    help="--worker: also a bare worker on the same loop and codec without "
+                         "the library (see FLOOR): what bounds a Python worker's CPU per job")
     ap.add_argument("--gearmand-pid", type=int,
                     help="--worker with --host: gearmand's pid, to measure its CPU too")
     ap.add_argument("--window", type=int, default=0,

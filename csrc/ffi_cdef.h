@@ -162,7 +162,7 @@ struct ev_loop *ev_loop_new(unsigned int flags);
 void ev_loop_destroy(struct ev_loop *loop);
 void ev_loop_fork(struct ev_loop *loop);
 unsigned int ev_backend(struct ev_loop *loop);
-int ev_run(struct ev_loop *loop, int flags);
+int gm_ev_run(struct ev_loop *loop, int flags);  /* ev_run, the GIL released */
 void ev_break(struct ev_loop *loop, int how);
 ev_tstamp ev_now(struct ev_loop *loop);
 void ev_now_update(struct ev_loop *loop);

@@ -70,3 +70,34 @@ static int gm_ev_is_active(void *w) { return ev_is_active((ev_watcher *)w); }
 static int gm_ev_is_pending(void *w) { return ev_is_pending((ev_watcher *)w); }
 static int gm_ev_priority(void *w) { return ev_priority((ev_watcher *)w); }
 static void gm_ev_set_priority(void *w, int priority) { ev_set_priority((ev_watcher *)w, priority); }
+
+/* The GIL. cffi releases it around every C call it wraps and takes it back
+ * after: two lock round trips that cost more than most of our calls do (a
+ * worker's job made six of them). Every call here is short and never blocks
+ * (sockets are non-blocking) except ev_run, which waits for I/O: it alone
+ * lets other threads run, in gm_ev_run below, and the wrappers cffi generates
+ * after this point keep the GIL. Watcher callbacks take the GIL through
+ * cffi's extern "Python" entry either way. Should a cffi release the GIL
+ * some other way, gm_ev_run finds it released and all stays correct. */
+static int gm_ev_run(struct ev_loop *loop, int flags)
+{
+    int more;
+    if (!PyGILState_Check())
+        return ev_run(loop, flags);
+    Py_BEGIN_ALLOW_THREADS
+    more = ev_run(loop, flags);
+    Py_END_ALLOW_THREADS
+    return more;
+}
+
+#undef Py_BEGIN_ALLOW_THREADS
+#undef Py_END_ALLOW_THREADS
+#define Py_BEGIN_ALLOW_THREADS {
+#define Py_END_ALLOW_THREADS }
+
+/* Nor is errno carried into Python (ffi.errno): C keeps each connection's
+ * own (gm_conn_t.err_no), and saving it costs two calls into cffi a call. */
+#undef _cffi_restore_errno
+#undef _cffi_save_errno
+#define _cffi_restore_errno() ((void)0)
+#define _cffi_save_errno() ((void)0)

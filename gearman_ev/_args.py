@@ -55,20 +55,20 @@ def text(value: Any, what: str) -> bytes:
 
 # Names already checked, as given -> as bytes: a program submits to the same
 # few functions over and over. Bounded: cleared when it reaches the limit.
-_checked_functions: Dict[Any, bytes] = {}
+checked_functions: Dict[Any, bytes] = {}
 _CHECKED_LIMIT = 4096
 
 
 def function(value: Any) -> bytes:
     if type(value) is not str and type(value) is not bytes:
         return _check_function(value)  # raises the TypeError
-    name = _checked_functions.get(value)
+    name = checked_functions.get(value)
     if name is not None:
         return name
     name = _check_function(value)
-    if len(_checked_functions) >= _CHECKED_LIMIT:
-        _checked_functions.clear()
-    _checked_functions[value] = name
+    if len(checked_functions) >= _CHECKED_LIMIT:
+        checked_functions.clear()
+    checked_functions[value] = name
     return name
 
 

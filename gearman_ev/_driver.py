@@ -15,6 +15,8 @@ What must stay true:
 Calls a session makes (the driver's side):
     now() -> float             the loop's time in seconds
     flush_soon()               write what the codec holds before the loop polls
+    write_now()                write what the transport takes at once, now (a
+                               burst's early part; the rest as flush_soon)
     set_deadline(when)         arm the one timer for loop time ``when`` (0: disarm);
                                when it fires, call ``session.on_deadline()``
     open(address)              start connecting to ("tcp", host, port) or
@@ -46,6 +48,8 @@ class Driver(Protocol):
     def now(self) -> float: ...
 
     def flush_soon(self) -> None: ...
+
+    def write_now(self) -> None: ...
 
     def set_deadline(self, when: float) -> None: ...
 

@@ -54,6 +54,8 @@ Hook = Callable[[], object]                      # on_connect, on_disconnect, on
 WorkerFunction = Callable[[Job], object]
 
 _get_ident = threading.get_ident
+_known_functions = _args.checked_functions  # name as given -> bytes, checked
+_SUBMIT_JOB_BG = CMD.SUBMIT_JOB_BG
 
 
 class Gearman(ConnectionSettings):
@@ -409,7 +411,22 @@ class Gearman(ConnectionSettings):
                       cb: Optional[HandleCallback] = None, *,
                       unique: Optional[Name] = None) -> None:
         """A background job. Callback ``cb(handle_str, err)`` on JOB_CREATED."""
-        self._submit_bg(CMD.SUBMIT_JOB_BG, func, workload, cb, unique)
+        # _submit_bg and _hot, inlined for the usual call (issue 17): a name
+        # already checked, a bytes payload, no unique key. Same checks, same
+        # errors; anything else goes the long way.
+        fname = _known_functions.get(func) if type(func) is str or type(func) is bytes \
+            else None
+        if fname is None or unique is not None or type(workload) is not bytes \
+                or (cb is not None and not callable(cb)):
+            self._submit_bg(_SUBMIT_JOB_BG, func, workload, cb, unique)
+            return
+        if len(fname) + len(workload) + 2 > MAX_PACKET:
+            _args.check_size(fname, b"", workload)  # raises the ValueError
+        owner = self._loop._running_thread
+        if owner is not None and owner != _get_ident():
+            raise errors.GearmanError(errors.WRONG_THREAD)
+        self._s.send3(_SUBMIT_JOB_BG, fname, b"", workload,  # type: ignore[union-attr]
+                      Entry(K_SUBMIT_BG, cb))
 
     def submit_job_high_bg(self, func: Name, workload: Payload,
                            cb: Optional[HandleCallback] = None, *,

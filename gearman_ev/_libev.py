@@ -318,6 +318,9 @@ class LibevDriver:
 
     def _on_prepare(self, watcher: Any, revents: int) -> None:
         watcher.stop()
+        self.write_now()
+
+    def write_now(self) -> None:
         session = self._session()
         if session is not None:
             self._flush(session)

@@ -126,6 +126,13 @@ SPIN_BACKOFF_MAX = 0.25
 #: are rebuilt when they hold this many more entries than live deadlines.
 _HEAP_SLACK = 1024
 
+# A burst of requests made between two loop iterations (a caller's for loop of
+# submits) goes out in pieces of this many bytes while it grows: the server
+# starts on the first ones while the caller still makes the rest, instead of
+# after it (issue 17: the two then work in parallel). Small enough to start
+# the server early, large enough that the extra writes cost nothing per job.
+EARLY_WRITE = 64 * 1024
+
 Callback = Optional[Callable[..., Any]]
 
 
@@ -274,6 +281,7 @@ class Session:
         # Back-pressure: bytes queued and not yet taken by the kernel.
         self.high_water = high_water
         self._unsent = 0
+        self._write_early_at = EARLY_WRITE  # _unsent past this: write now
         self._was_full = False
         # User callbacks of the connection.
         self.on_error: Callback = None
@@ -382,6 +390,7 @@ class Session:
         self.state = CONNECTED
         self._heard = False
         self._unsent = 0
+        self._write_early_at = EARLY_WRITE
         self._was_full = False
         lib_reset(self.c, fd)
         if self._marks is not None:
@@ -597,6 +606,8 @@ class Session:
                 self._check_room()
             self._pack(cmd, args, entry)
             self._flush_soon()
+            if self._unsent > self._write_early_at:
+                self._write_early()
         elif state != DISCONNECTED:
             # Held past this call: snapshot the caller's buffers (API.md 9).
             args = _snapshot(args)
@@ -617,7 +628,7 @@ class Session:
         rc = pack4(self.c, cmd, 3, a0, l0, a1, l1, a2, l2, NULL, 0)
         if rc != 0:
             _codec.ensure(rc)
-        self._unsent += 14 + l0 + l1 + l2
+        self._unsent = unsent = self._unsent + 14 + l0 + l1 + l2
         marks = self._marks
         if marks is not None:  # rule 6, inlined: a submission is always re-routable
             start = self._out_total
@@ -630,6 +641,14 @@ class Session:
         if not self.flush_asked:
             self.flush_asked = True
             self._driver.flush_soon()
+        if unsent > self._write_early_at:
+            self._write_early()
+
+    def _write_early(self) -> None:
+        """A burst passed EARLY_WRITE unsent bytes: the driver writes what
+        the transport takes now, and the next piece goes at the next step."""
+        self._driver.write_now()
+        self._write_early_at = self._unsent + EARLY_WRITE
 
     def _flush_soon(self) -> None:
         # Asked once per loop iteration: the driver clears ``flush_asked``
@@ -689,6 +708,7 @@ class Session:
     def written(self, left: int) -> None:
         """Driver: the codec's write buffer now holds ``left`` unsent bytes."""
         self._unsent = left
+        self._write_early_at = left + EARLY_WRITE
         marks = self._marks
         if marks is not None and self._mark_head < len(marks):
             # Requests the kernel took a byte of can no longer be re-sent.
@@ -898,11 +918,17 @@ class Session:
         # Handles stay bytes inside: the key of _active, never decoded per event.
         handle = unpack(self._pkt_arg[0], self._pkt_len[0])
         if entry.kind == K_SUBMIT_BG:
-            if entry.cb is not None:
+            cb = entry.cb
+            if cb is not None:
                 name = handle.decode("utf-8", "surrogateescape")
                 if self.pool is not None:
                     self.pool.created(self, name)  # a pool's get_status asks this server
-                self._call(entry.cb, name, None)
+                try:  # _call, inlined: every background submission comes here
+                    cb(name, None)
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    self._driver.park(exc)
+                except BaseException:  # noqa: BLE001 - as in _call
+                    log.exception("gearman_ev: exception in callback %r", cb)
             return
         sub: Submission = entry  # type: ignore[assignment]
         sub.handle = handle

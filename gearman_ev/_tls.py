@@ -352,8 +352,7 @@ class TLSDriver(LibevDriver):
         else:
             session.connection_lost(err)
 
-    def _on_prepare(self, watcher: Any, revents: int) -> None:
-        watcher.stop()
+    def write_now(self) -> None:
         session = self._session()
         if session is None:
             return

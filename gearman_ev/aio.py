@@ -461,10 +461,14 @@ class AsyncioDriver:
     def flush_pending(self) -> None:
         """Flush now if a flush is scheduled: a pool's flush, behind the
         tasks its replies woke, sends what they queued on any server."""
+        if self._flush_handle is not None:
+            self.write_now()
+
+    def write_now(self) -> None:
         handle = self._flush_handle
         if handle is not None:
             handle.cancel()
-            self._flush()
+        self._flush()
 
     def _flush(self) -> None:
         self._flush_handle = None

@@ -393,7 +393,7 @@ class Loop:
                 # ev_run clears a break made before it began: with a Ctrl-C
                 # already pending there is nothing to run.
                 if not (main and _sigint_since is not None):
-                    more = lib.ev_run(ptr, flags)
+                    more = lib.gm_ev_run(ptr, flags)
             finally:
                 running.remove(self)
                 self._depth -= 1

@@ -27,12 +27,16 @@ class MemoryDriver:
         self.opened = []
         self.closed = []
         self.parked = []
+        self.early_writes = 0
 
     def now(self):
         return self.clock
 
     def flush_soon(self):
         pass
+
+    def write_now(self):
+        self.early_writes += 1
 
     def set_deadline(self, when):
         self.deadline = when
