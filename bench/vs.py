@@ -509,11 +509,13 @@ def failure(replies):
 PREFETCH = "gearman_ev, concurrency=2"
 
 
-def proc_cpu(pid):
-    """utime + stime of a process (all its threads) in seconds, from /proc."""
+def proc_cpu(pid, user_only=False):
+    """utime + stime (user_only: utime) of a process, all its threads, in
+    seconds, from /proc."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + (0 if user_only else int(fields[12]))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def py_worker(host, port, func, limit, prefetch=False):
@@ -529,7 +531,7 @@ def py_worker(host, port, func, limit, prefetch=False):
     loop.start()
 
 
-FLOOR = "floor: bare loop, no session"
+FLOOR = "floor (bare loop)"
 
 
 def floor_worker(host, port, func, limit):
@@ -631,7 +633,8 @@ def workers_on(host, port, func):
 
 def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit, window=0):
     """One worker (which: gearman_ev or ev_gearman) fed n jobs; returns
-    (jobs/s, worker, gearmand, feeder CPU s/job) or raises Failed."""
+    (jobs/s, worker, gearmand, feeder CPU s/job, worker's user CPU s/job)
+    or raises Failed."""
     if which.startswith("gearman_ev") or which == FLOOR:
         target, args = ((floor_worker, (host, port, func, limit + 30)) if which == FLOOR else
                         (py_worker, (host, port, func, limit + 30, which == PREFETCH)))
@@ -657,11 +660,13 @@ def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit, windo
             raise Failed("feeder did not connect")
         time.sleep(0.2)  # both idle: what follows is the jobs' CPU alone
         before = [proc_cpu(p) if p else 0.0 for p in (wpid, gearmand_pid, fproc.pid)]
+        before.append(proc_cpu(wpid, user_only=True))
         go.set()
         if not recv.poll(limit + 30):
             raise Failed("feeder did not finish")
         ok, wall = recv.recv()
         after = [proc_cpu(p) if p else 0.0 for p in (wpid, gearmand_pid, fproc.pid)]
+        after.append(proc_cpu(wpid, user_only=True))
         if ok != n:
             raise Failed(f"{n - ok} of {n} jobs failed")
         return (n / wall, *((a - b) / n for a, b in zip(after, before)))
@@ -696,25 +701,27 @@ def worker_table(host, port, gearmand_pid, args):
                 continue
             rows[w].append(got)
             print(f"  run {run + 1}: {w:<26}{got[0]:,.0f} jobs/s  worker {got[1] * 1e6:.1f} "
-                  f"gearmand {got[2] * 1e6:.1f} feeder {got[3] * 1e6:.1f} µs/job",
+                  f"(user {got[4] * 1e6:.1f}) gearmand {got[2] * 1e6:.1f} feeder {got[3] * 1e6:.1f} µs/job",
                   file=sys.stderr, flush=True)
     print(f"\n(median of {args.runs}; CPU in µs per job"
           f"{'' if gearmand_pid else '; gearmand not started here: not measured'})")
-    print(f"  {'worker':<26}{'jobs/s':>10}{'worker CPU':>12}{'gearmand CPU':>14}"
-          f"{'feeder CPU':>12}")
+    print(f"  {'worker':<26}{'jobs/s':>10}{'worker CPU':>12}{'its user':>10}"
+          f"{'gearmand CPU':>14}{'feeder CPU':>12}")
     med = {}
     for w in who:
         if not rows[w]:
             print(f"  {w:<26}{'failed':>10}")
             continue
-        med[w] = [statistics.median(r[i] for r in rows[w]) for i in range(4)]
-        rate, wc, gc, fc = med[w]
-        print(f"  {w:<26}{rate:>10,.0f}{wc * 1e6:>12.1f}{gc * 1e6:>14.1f}{fc * 1e6:>12.1f}")
+        med[w] = [statistics.median(r[i] for r in rows[w]) for i in range(5)]
+        rate, wc, gc, fc, wu = med[w]
+        print(f"  {w:<26}{rate:>10,.0f}{wc * 1e6:>12.1f}{wu * 1e6:>10.1f}{gc * 1e6:>14.1f}"
+              f"{fc * 1e6:>12.1f}")
     for ours in ("gearman_ev", PREFETCH, FLOOR):
         if ours in med and "ev_gearman" in med:
             a, b = med[ours], med["ev_gearman"]
             label = "ratio to EV" + {PREFETCH: " (prefetch)", FLOOR: " (floor)"}.get(ours, "")
             print(f"  {label:<26}{a[0] / b[0]:>9.2f}x{a[1] / b[1]:>11.2f}x"
+                  f"{(a[4] / b[4] if b[4] else 0):>9.2f}x"
                   f"{(a[2] / b[2] if b[2] else 0):>13.2f}x{a[3] / b[3]:>11.2f}x")
 
 

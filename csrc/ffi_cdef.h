@@ -91,6 +91,7 @@ typedef struct gm_packet {
     unsigned nargs;
     const char *arg[8];
     size_t len[8];
+    size_t body_len;
 } gm_packet_t;
 typedef struct gm_parser { size_t text_scan; size_t text_line; int text_mode; } gm_parser_t;
 void gm_parser_reset(gm_parser_t *p);

@@ -71,6 +71,7 @@ static void split_body(gm_packet_t *pkt, const char *body, size_t blen)
     unsigned i;
 
     pkt->nargs = want;
+    pkt->body_len = blen;
     for (i = 0; i < want; i++) {
         if (i + 1 == want) {
             pkt->arg[i] = p;
@@ -142,7 +143,7 @@ static long text_message(gm_parser_t *p, const char *data, size_t arg_len, size_
     pkt->cmd = GM_CMD_TEXT;
     pkt->nargs = 1;
     pkt->arg[0] = data;
-    pkt->len[0] = arg_len;
+    pkt->len[0] = pkt->body_len = arg_len;
     return (long)n;
 }
 

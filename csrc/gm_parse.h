@@ -25,6 +25,7 @@ typedef struct gm_packet {
     unsigned nargs;
     const char *arg[GM_MAX_ARGS];
     size_t len[GM_MAX_ARGS];
+    size_t body_len;   /* all the arguments with their separators, from arg[0] */
 } gm_packet_t;
 
 /* Where the search of a pending text reply stopped, so that the next call

@@ -56,6 +56,7 @@ WorkerFunction = Callable[[Job], object]
 _get_ident = threading.get_ident
 _known_functions = _args.checked_functions  # name as given -> bytes, checked
 _SUBMIT_JOB_BG = CMD.SUBMIT_JOB_BG
+_SUBMIT_JOB = CMD.SUBMIT_JOB
 
 
 class Gearman(ConnectionSettings):
@@ -369,8 +370,25 @@ class Gearman(ConnectionSettings):
         ``timeout`` (seconds) bounds the whole job: ``cb(None, "job timeout")``
         (the server is not told; later events are dropped).
         """
-        self._submit_fg(CMD.SUBMIT_JOB, func, workload, cb, unique, timeout,
-                        on_data, on_warning, on_status, on_exception)
+        # _submit_fg and _hot, inlined for the usual call (issue 17): a name
+        # already checked, a bytes payload, a callback and nothing else. Same
+        # checks, same errors; anything else goes the long way.
+        fname = _known_functions.get(func) if type(func) is str or type(func) is bytes \
+            else None
+        if fname is None or type(workload) is not bytes or unique is not None \
+                or timeout is not None or on_data is not None or on_warning is not None \
+                or on_status is not None or on_exception is not None \
+                or (cb is not None and not callable(cb)):
+            self._submit_fg(_SUBMIT_JOB, func, workload, cb, unique, timeout,
+                            on_data, on_warning, on_status, on_exception)
+            return
+        if len(fname) + len(workload) + 2 > MAX_PACKET:
+            _args.check_size(fname, b"", workload)  # raises the ValueError
+        owner = self._loop._running_thread
+        if owner is not None and owner != _get_ident():
+            raise errors.GearmanError(errors.WRONG_THREAD)
+        self._s.send3(_SUBMIT_JOB, fname, b"", workload,  # type: ignore[union-attr]
+                      Submission(cb, None, None, None, None, False))
 
     def submit_job_high(self, func: Name, workload: Payload, cb: Optional[BytesCallback] = None, *,
                         unique: Optional[Name] = None, timeout: Optional[float] = None,

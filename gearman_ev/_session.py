@@ -995,19 +995,37 @@ class Session:
         self._finish_sub(sub, result, err)
 
     def _on_work_complete(self, pkt: Any) -> None:
-        arg, lens = self._pkt_arg, self._pkt_len
-        handle = unpack(arg[0], lens[0])
+        # One copy of the body, split at its first NUL (the result keeps any
+        # of its own); too few NULs: the args as C split them.
+        parts = unpack(self._pkt_arg[0], pkt.body_len).split(b"\0", 1)
+        if len(parts) != 2:
+            self._terminal(pkt, unpack(pkt.arg[1], pkt.len[1]), None)
+            return
+        handle, result = parts
         active = self._active
         sub = active.get(handle)
         # One submission on the handle: the fast path. (Not Attached rather
         # than "is Submission": the asyncio front-end's entries subclass it.)
         if sub is not None and type(sub) is not Attached:
             del active[handle]
-            if not sub.done:
-                self.active_count -= 1
-                self._finish_sub(sub, unpack(arg[1], lens[1]), None)
+            if sub.done:
+                return
+            self.active_count -= 1
+            cb = sub.cb
+            if sub.deadline or cb is None:
+                self._finish_sub(sub, result, None)
+                return
+            # _finish_sub and _call, inlined: every foreground job ends here.
+            sub.done = True
+            sub.cb = sub.on_data = sub.on_warning = sub.on_status = sub.on_exception = None
+            try:
+                cb(result, None)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                self._driver.park(exc)
+            except BaseException:  # noqa: BLE001 - as in _call
+                log.exception("gearman_ev: exception in callback %r", cb)
             return
-        self._terminal(pkt, unpack(pkt.arg[1], pkt.len[1]), None)
+        self._terminal(pkt, result, None)
 
     def _on_work_fail(self, pkt: Any) -> None:
         self._terminal(pkt, None, errors.JOB_FAILED)
@@ -1274,7 +1292,44 @@ class Session:
             self.grab_cap.share()  # the slot this GRAB held may serve another server
 
     def _on_job_assign(self, pkt: Any) -> None:
-        self._assigned(pkt, CMD.JOB_ASSIGN, "", 2)
+        # A sync worker's every job (issue 17): _assigned and _run_sync,
+        # inlined for their usual case, a managed GRAB answered with a job
+        # for a plain function. Same steps in the same order; the rest (and
+        # anything unusual) goes the long way.
+        pending = self._pending
+        if not pending or pending[0] is not _MANAGED_GRAB:
+            self._assigned(pkt, CMD.JOB_ASSIGN, "", 2)
+            return
+        # One copy of the body, split at its first two NULs (the workload
+        # keeps any of its own): cheaper than three unpacks.
+        parts = unpack(self._pkt_arg[0], pkt.body_len).split(b"\0", 2)
+        if len(parts) != 3:  # too few NULs: _assigned reads the args as C split them
+            self._assigned(pkt, CMD.JOB_ASSIGN, "", 2)
+            return
+        handle, function, workload = parts
+        ability = self.abilities.get(function)
+        if ability is None or ability.async_ or ability.callback is None:
+            self._assigned(pkt, CMD.JOB_ASSIGN, "", 2)
+            return
+        pending.popleft()
+        self._grabs_out -= 1
+        self._quick_wakes = 0
+        if self._work_one:
+            self.working = self._work_one = False
+        epoch = self.epoch
+        job = self._make_job(self, handle, function, "", workload, False)
+        try:
+            result = ability.callback(job)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self._driver.park(exc)
+            self.finish_job(job, None, exc)
+        except Exception as exc:  # noqa: BLE001 - reported as the job's failure
+            log.exception("gearman_ev: worker callback for %r raised", job.function)
+            self.finish_job(job, None, exc)
+        else:
+            self.finish_job(job, result, None)
+        if epoch == self.epoch:
+            self._grab_more()
 
     def _on_job_assign_uniq(self, pkt: Any) -> None:
         self._assigned(pkt, CMD.JOB_ASSIGN_UNIQ, _text(pkt, 2), 3)

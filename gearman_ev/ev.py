@@ -168,7 +168,10 @@ _def_extern: Callable[[_Trampoline], _Trampoline] = ffi.def_extern(onerror=_oner
 def gm_py_watcher_cb(handle: Any, revents: int) -> None:
     watcher = ffi.from_handle(handle)
     try:
-        watcher._fire(revents)
+        if watcher._plain_fire:
+            watcher._callback(watcher, revents)
+        else:
+            watcher._fire(revents)
     except BaseException as exc:  # noqa: BLE001 - everything is reported
         watcher._loop._park(exc)
 
@@ -587,6 +590,7 @@ class _Calls:
     the loop for it. Reached from the trampoline like a watcher."""
 
     __slots__ = ("_loopref", "_w", "queue")
+    _plain_fire = False  # the trampoline calls _fire
 
     def __init__(self, loop: Loop) -> None:
         self._loopref = weakref.ref(loop)
@@ -662,6 +666,13 @@ class Watcher:
     """What every watcher has: start/stop, active, callback, data, priority."""
 
     _ctype: ClassVar[str] = ""
+    # True while _fire is Watcher's (the callback alone): the trampoline then
+    # calls the callback itself, one Python frame fewer per event.
+    _plain_fire: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls._plain_fire = cls._fire is Watcher._fire
     # libev's ev_<kind>_start / ev_<kind>_stop: cffi functions, untyped.
     _start_fn: ClassVar[Any] = None
     _stop_fn: ClassVar[Any] = None

@@ -66,6 +66,14 @@ def c_parse(data, text_mode=NONE):
         if n == 0:
             break
         assert pkt.nargs <= lib.GM_MAX_ARGS
+        # body_len spans every argument from arg[0]: the whole binary body,
+        # or the text message (the session copies a body in one piece).
+        if pkt.cmd == lib.GM_CMD_TEXT:
+            assert pkt.body_len == pkt.len[0]
+        else:
+            assert pkt.body_len == n - 12
+            if pkt.nargs:
+                assert ffi.buffer(pkt.arg[0], pkt.body_len)[:] == data[off + 12:off + n]
         out.append(message(pkt))
         off += n
     return out, off, None

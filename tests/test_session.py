@@ -356,3 +356,67 @@ def test_job_timeouts_fire_in_deadline_order_then_in_the_order_armed():
     assert [n for n, _ in fired] == ["d", "g", "b", "e", "h", "a", "c", "i", "f"]
     assert all(e == errors.JOB_TIMEOUT for _, e in fired)
     assert s._live_deadlines == 0
+
+
+# ===== The worker's JOB_ASSIGN (its hot path and the long way) =====
+
+def working_session(callback, async_=False, **kw):
+    """A session serving b"f" with ``callback``, its worker loop started and
+    its set-up (CAN_DO, GRAB_JOB) taken."""
+    from gearman_ev._session import Ability
+    s, driver, log = new_session(**kw)
+    s.abilities[b"f"] = Ability(callback, None, async_)
+    s.work(None, None, False)
+    assert s.take_output() == req(CMD.GRAB_JOB)
+    return s, driver, log
+
+
+def test_job_assign_runs_the_function_and_grabs_again():
+    seen = []
+    s, _driver, _log = working_session(lambda job: seen.append(job) or b"r:" + job.workload)
+    s.feed(res(CMD.JOB_ASSIGN, b"H:1", b"f", b"a\0b"))  # the workload keeps its NUL
+    assert s.take_output() == req(CMD.WORK_COMPLETE, b"H:1", b"r:a\0b") + req(CMD.GRAB_JOB)
+    job = seen[0]
+    assert (job.handle, job.function, job.unique, job.workload) == ("H:1", "f", "", b"a\0b")
+    assert job.finished
+
+
+def test_job_assign_with_too_few_separators_fails_the_job():
+    ran = []
+    s, _driver, _log = working_session(lambda job: ran.append(job))
+    s.feed(res(CMD.JOB_ASSIGN, b"H:1"))  # no NUL: function b"", which nobody serves
+    assert s.take_output() == req(CMD.WORK_FAIL, b"H:1") + req(CMD.GRAB_JOB)
+    assert ran == []
+
+
+@pytest.mark.parametrize("exceptions", [False, True])
+def test_job_assign_whose_function_raises(exceptions):
+    def boom(job):
+        raise RuntimeError("no")
+    s, _driver, log = working_session(boom, exceptions=exceptions)
+    if exceptions:
+        s.feed(res(CMD.OPTION_RES, b"exceptions"))  # the OPTION_REQ sent at connect
+    s.feed(res(CMD.JOB_ASSIGN, b"H:1", b"f", b"w"))
+    assert log == []
+    failed = (req(CMD.WORK_EXCEPTION, b"H:1", b"no") if exceptions
+              else req(CMD.WORK_FAIL, b"H:1"))
+    assert s.take_output() == failed + req(CMD.GRAB_JOB)
+
+
+def test_job_assign_whose_function_is_interrupted():
+    def interrupted(job):
+        raise KeyboardInterrupt
+    s, driver, _log = working_session(interrupted)
+    s.feed(res(CMD.JOB_ASSIGN, b"H:1", b"f", b"w"))
+    assert s.take_output() == req(CMD.WORK_FAIL, b"H:1") + req(CMD.GRAB_JOB)
+    assert [type(e) for e in driver.parked] == [KeyboardInterrupt]
+
+
+def test_job_assign_for_an_async_function_waits_for_it():
+    jobs = []
+    s, _driver, _log = working_session(jobs.append, async_=True)
+    s._concurrency = 1  # as work(concurrency=1): the slot is taken until the job ends
+    s.feed(res(CMD.JOB_ASSIGN, b"H:1", b"f", b"w"))
+    assert s.take_output() == b"" and not jobs[0].finished
+    jobs[0].complete(b"done")
+    assert s.take_output() == req(CMD.WORK_COMPLETE, b"H:1", b"done") + req(CMD.GRAB_JOB)
