@@ -35,6 +35,7 @@ and of the feeder come from /proc/PID/stat around the measurement.
 --prefetch adds a gearman_ev worker with work(concurrency=2) (see PREFETCH);
 --floor, a bare Python worker on the same loop and C codec with none of the
 library's work in between (see floor_worker): the bound of a Python worker.
+--pin puts every library's processes on the same CPUs (see PINNED).
 
 The Python clients come with the `bench` extra: pip install -e '.[bench]'.
 """
@@ -372,6 +373,7 @@ def measure_perl(workload, host, port, n, size, limit):
     cmd = ["perl", *EvGearman.inc, PERL_SCRIPT, "client", host, str(port), FUNC, BG_FUNC,
            workload, str(n), str(size), str(int(limit))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pin(proc.pid, True)
     try:
         out, err = proc.communicate(timeout=limit + 30)  # perl bounds itself; in case not
     except subprocess.TimeoutExpired:
@@ -425,6 +427,7 @@ def measure(ctx, name, workload, host, port, n, size, limit):
     proc = ctx.Process(target=child, args=(name, workload, host, port, n, size, limit, send),
                        daemon=True)
     proc.start()
+    pin(proc.pid, True)
     send.close()
     # The child bounds itself by `limit`; this catches a client that hangs anyway.
     got = recv.recv() if recv.poll(limit + 30) else ("error", f"killed after {limit + 30:.0f} s")
@@ -516,6 +519,19 @@ def proc_cpu(pid, user_only=False):
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + (0 if user_only else int(fields[12]))
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+#: --pin: the same CPUs for every library's processes, so that the
+#: scheduler's placement (two processes that wake each other sharing a core,
+#: or not) is no longer a difference between runs: gearmand and its helper
+#: (the echo worker, or the feeder) on the first CPU, the process measured
+#: (the client, or the worker) on the second.
+PINNED = False
+
+
+def pin(pid, measured):
+    if PINNED and pid:
+        os.sched_setaffinity(pid, {1} if measured else {0})
 
 
 def py_worker(host, port, func, limit, prefetch=False):
@@ -640,10 +656,12 @@ def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit, windo
                         (py_worker, (host, port, func, limit + 30, which == PREFETCH)))
         wproc = ctx.Process(target=target, args=args, daemon=True)
         wproc.start()
+        pin(wproc.pid, True)
         wpid, stop = wproc.pid, wproc.terminate
     else:
         wproc = subprocess.Popen(["perl", *EvGearman.inc, PERL_SCRIPT, "worker", host,
                                   str(port), func, str(int(limit + 30))])
+        pin(wproc.pid, True)
         wpid, stop = wproc.pid, wproc.terminate
     go = ctx.Event()
     recv, send = ctx.Pipe(duplex=False)
@@ -656,6 +674,7 @@ def serve_once(ctx, which, host, port, gearmand_pid, func, n, size, limit, windo
                 raise Failed(f"{which} worker did not register")
             time.sleep(0.05)
         fproc.start()
+        pin(fproc.pid, False)
         if not recv.poll(10) or recv.recv() != "ready":
             raise Failed("feeder did not connect")
         time.sleep(0.2)  # both idle: what follows is the jobs' CPU alone
@@ -750,6 +769,9 @@ def main(argv=None):
     ap.add_argument("--prefetch", action="store_true",
                     help="--worker: also a gearman_ev worker with work(concurrency=2), "
                          "the next job assigned while one runs (not the default: fairness)")
+    ap.add_argument("--pin", action="store_true",
+                    help="gearmand and its helper process on CPU 0, the process measured on "
+                         "CPU 1, for every library alike (see PINNED)")
     ap.add_argument("--floor", action="store_true",
                     help="--worker: also a bare worker on the same loop and codec without "
                          "the library (see FLOOR): what bounds a Python worker's CPU per job")
@@ -759,6 +781,11 @@ def main(argv=None):
                     help="--worker: jobs the feeder keeps in flight (default 0: all at once; "
                          "1: one at a time, so the worker sleeps and wakes for every job)")
     args = ap.parse_args(argv)
+    global PINNED
+    if args.pin:
+        if len(os.sched_getaffinity(0)) < 2:
+            ap.error("--pin needs two CPUs")
+        PINNED = True
     names = [c.strip() for c in args.clients.split(",") if c.strip()]
     unknown = [c for c in names if c not in CLIENTS]
     if unknown:
@@ -777,6 +804,7 @@ def main(argv=None):
     host, port = args.host, args.port
     if host is None:
         server = LocalGearmand(threads=1).start()
+        pin(server.proc.pid, False)
         host, port = server.host, server.port
     if args.worker:
         try:
@@ -789,6 +817,7 @@ def main(argv=None):
     ready = ctx.Event()
     worker = ctx.Process(target=worker_main, args=(host, port, ready), daemon=True)
     worker.start()
+    pin(worker.pid, False)
     try:
         if not ready.wait(10):
             raise SystemExit("worker did not connect")

@@ -90,6 +90,7 @@ ANSWERS = {
     CMD.JOB_ASSIGN_ALL: (K_GRAB, K_GRAB_MANAGED),
 }
 _CREATED_ANSWERS = ANSWERS[CMD.JOB_CREATED]
+_JOB_CREATED = CMD.JOB_CREATED
 # The three JOB_ASSIGN* answer the same kinds (checked here, so an edit to
 # ANSWERS cannot leave the inlined match in _assigned behind).
 _ASSIGN_ANSWERS = ANSWERS[CMD.JOB_ASSIGN]
@@ -733,22 +734,40 @@ class Session:
         epoch = self.epoch
         dispatch = _DISPATCH
         pending = self._pending
+        pkt_arg, pkt_len = self._pkt_arg, self._pkt_len
         got = False
         while True:
             mode = pending[0].kind if pending else 0
             n = next_packet(c, mode if mode <= K_TEXT_MARKED else 0, pkt)
             if n <= 0:
                 break
-            handler = dispatch.get(pkt.cmd)
+            cmd = pkt.cmd
+            if mode == K_SUBMIT_BG and cmd == _JOB_CREATED and self.pool is None:
+                # _on_job_created's background case, inlined: a burst of
+                # background submissions comes back as a run of these.
+                got = True
+                cb = pending.popleft().cb
+                if cb is not None:
+                    try:
+                        cb(unpack(pkt_arg[0], pkt_len[0]).decode("utf-8", "surrogateescape"),
+                           None)
+                    except (KeyboardInterrupt, SystemExit) as exc:
+                        self._driver.park(exc)
+                    except BaseException:  # noqa: BLE001 - as in _call
+                        log.exception("gearman_ev: exception in callback %r", cb)
+                    if epoch != self.epoch:
+                        return  # a callback dropped or replaced the connection
+                continue
+            handler = dispatch.get(cmd)
             if handler is None:
-                log.debug("gearman_ev: ignoring packet type %d", pkt.cmd)
+                log.debug("gearman_ev: ignoring packet type %d", cmd)
                 continue
             got = True
             try:
                 handler(self, pkt)
             except Exception as exc:  # noqa: BLE001 - rule 4
                 if epoch == self.epoch:
-                    self.protocol_error(f"{_codec.packet_name(pkt.cmd)}: {exc}")
+                    self.protocol_error(f"{_codec.packet_name(cmd)}: {exc}")
                 return
             if epoch != self.epoch:
                 return  # a callback dropped or replaced the connection

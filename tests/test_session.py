@@ -420,3 +420,46 @@ def test_job_assign_for_an_async_function_waits_for_it():
     assert s.take_output() == b"" and not jobs[0].finished
     jobs[0].complete(b"done")
     assert s.take_output() == req(CMD.WORK_COMPLETE, b"H:1", b"done") + req(CMD.GRAB_JOB)
+
+
+# ===== A run of JOB_CREATED for background submissions (the inlined path) =====
+
+def test_background_run_calls_each_once_through_raises_and_interrupts():
+    s, driver, log = new_session()
+    calls = []
+
+    def make(i):
+        def done(handle, err):
+            calls.append((i, handle, err))
+            if i == 1:
+                raise RuntimeError("user bug")  # logged; the run goes on
+            if i == 2:
+                raise KeyboardInterrupt  # parked for the loop; the run goes on
+        return done
+    for i in range(5):
+        s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", b"w", Entry(K_SUBMIT_BG, make(i)))
+    s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", b"w", Entry(K_SUBMIT_BG, None))  # no callback
+    s.feed(b"".join(res(CMD.JOB_CREATED, b"H:%d" % i) for i in range(6)))
+    assert calls == [(i, f"H:{i}", None) for i in range(5)]
+    assert [type(e) for e in driver.parked] == [KeyboardInterrupt]
+    assert log == [] and not s._pending
+
+
+def test_background_run_stops_where_a_callback_dropped_the_connection():
+    s, _driver, log = new_session()
+    calls = []
+
+    def make(i):
+        def done(handle, err):
+            calls.append((i, handle, err))
+            if i == 1 and err is None:
+                s.connection_lost("read error: gone")
+        return done
+    for i in range(4):
+        s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", b"w", Entry(K_SUBMIT_BG, make(i)))
+    s.feed(b"".join(res(CMD.JOB_CREATED, b"H:%d" % i) for i in range(4)))
+    # The replies after the drop belong to a connection that is gone: the
+    # two requests left were drained once each, and nothing more ran.
+    assert calls == [(0, "H:0", None), (1, "H:1", None),
+                     (2, None, errors.DISCONNECTED), (3, None, errors.DISCONNECTED)]
+    assert ("error", "read error: gone") in log
