@@ -1,6 +1,7 @@
 """A burst of requests made between two loop iterations (a for loop of
 submits) reaches the server while the caller is still making it: the
-session writes every EARLY_WRITE bytes as the burst grows, so that the
+session writes once the burst passes FIRST_PIECE bytes, then every
+EARLY_WRITE bytes as it grows, so that the
 server works in parallel with the caller (issue 17), and the rest goes out
 before the loop polls as always. Checked against a real gearmand, whose
 status counts the jobs it has, on the libev and asyncio front-ends, and in
@@ -13,7 +14,7 @@ import time
 
 from gearman_ev import aio
 from gearman_ev._codec import CMD
-from gearman_ev._session import EARLY_WRITE, K_SUBMIT_BG, Entry
+from gearman_ev._session import EARLY_WRITE, FIRST_PIECE, K_SUBMIT_BG, Entry
 from tests.conftest import round_trip, run_until
 from tests.test_session import new_session
 
@@ -90,12 +91,15 @@ def test_session_asks_for_an_early_write_once_per_piece():
     size = 14 + len(b"f") + len(PAYLOAD)  # one SUBMIT_JOB_BG packet
     for _ in range(BURST):
         s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", PAYLOAD, Entry(K_SUBMIT_BG, None))
-    # The memory driver writes nothing, so each piece of EARLY_WRITE bytes
-    # past the last asked once: one ask per piece, not one per request.
-    assert driver.early_writes == BURST * size // EARLY_WRITE
+    # The memory driver writes nothing, so the session asked once past
+    # FIRST_PIECE, then once per EARLY_WRITE bytes more: not once per request.
+    total = BURST * size
+    assert driver.early_writes == 1 + (total - FIRST_PIECE - 1) // EARLY_WRITE
     s.take_output()
-    s.written(0)
+    s.written(0)  # all written: the next burst starts with a first piece again
     driver.early_writes = 0
-    for _ in range(EARLY_WRITE // size):  # a burst under one piece: no early write
+    for _ in range(FIRST_PIECE // size):  # under the first piece: no early write
         s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", PAYLOAD, Entry(K_SUBMIT_BG, None))
     assert driver.early_writes == 0
+    s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", PAYLOAD, Entry(K_SUBMIT_BG, None))
+    assert driver.early_writes == 1

@@ -84,7 +84,7 @@ def test_big_echo_buffers_shrink_back(loop, gearmand):
     payload = os.urandom(2 * MIB)
     out = []
     g.echo(payload, lambda r, e: out.append((r, e, g.buffer_sizes)))
-    # Past EARLY_WRITE, the request went out at once: a buffer the kernel
+    # Past FIRST_PIECE, the request went out at once: a buffer the kernel
     # drained is back at rest, else the rest of the request waits in it.
     assert g.buffer_sizes[1] == REST[1] or g.buffer_sizes[1] > MIB
     run_until(loop, lambda: out, timeout=10, what="2 MiB echo")
