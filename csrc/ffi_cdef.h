@@ -109,6 +109,7 @@ void gm_conn_reset(gm_conn_t *c, int fd);
 long gm_conn_read(gm_conn_t *c);
 int gm_conn_feed(gm_conn_t *c, const char *data, size_t len);
 int gm_conn_next(gm_conn_t *c, int text_mode, gm_packet_t *pkt);
+int gm_conn_next_created(gm_conn_t *c, int max, char *out, size_t cap, size_t *used);
 long gm_conn_write(gm_conn_t *c);
 size_t gm_conn_out(const gm_conn_t *c, const char **data);
 void gm_conn_out_consume(gm_conn_t *c, size_t n);

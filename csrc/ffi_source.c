@@ -76,14 +76,11 @@ static void gm_ev_set_priority(void *w, int priority) { ev_set_priority((ev_watc
  * worker's job made six of them). Every call here is short and never blocks
  * (sockets are non-blocking) except ev_run, which waits for I/O: it alone
  * lets other threads run, in gm_ev_run below, and the wrappers cffi generates
- * after this point keep the GIL. Watcher callbacks take the GIL through
- * cffi's extern "Python" entry either way. Should a cffi release the GIL
- * some other way, gm_ev_run finds it released and all stays correct. */
+ * after this point keep the GIL (they use the macros redefined here).
+ * Watcher callbacks take the GIL through cffi's extern "Python" entry. */
 static int gm_ev_run(struct ev_loop *loop, int flags)
 {
     int more;
-    if (!PyGILState_Check())
-        return ev_run(loop, flags);
     Py_BEGIN_ALLOW_THREADS
     more = ev_run(loop, flags);
     Py_END_ALLOW_THREADS

@@ -167,6 +167,41 @@ int gm_conn_next(gm_conn_t *c, int text_mode, gm_packet_t *pkt)
     return 1;
 }
 
+int gm_conn_next_created(gm_conn_t *c, int max, char *out, size_t cap, size_t *used)
+{
+    const char *front;
+    size_t len, off = 0, body, hlen;
+    int count = 0;
+
+    *used = 0;
+    drop_consumed(c);
+    front = c->rbuf.data + c->rbuf.start;
+    len = gm_buf_len(&c->rbuf);
+    while (count < max && len - off >= GM_HEADER_SIZE) {
+        const char *p = front + off;
+        if (memcmp(p, "\0RES", 4) != 0 || gm_be32(p + 4) != GM_CMD_JOB_CREATED)
+            break; /* anything else (a bad magic too): gm_conn_next's */
+        body = gm_be32(p + 8);
+        if (body > GM_MAX_PACKET || body > len - off - GM_HEADER_SIZE)
+            break; /* too large or incomplete: gm_conn_next says which */
+        hlen = body;
+        if (hlen && p[GM_HEADER_SIZE + hlen - 1] == '\0')
+            hlen--; /* the trailing NUL some servers send, as the decoder drops it */
+        if (memchr(p + GM_HEADER_SIZE, '\0', hlen) || *used + hlen + 1 > cap)
+            break; /* a NUL of its own would split wrong; or out is full */
+        memcpy(out + *used, p + GM_HEADER_SIZE, hlen);
+        out[*used + hlen] = '\0';
+        *used += hlen + 1;
+        off += GM_HEADER_SIZE + body;
+        count++;
+    }
+    if (count) {
+        c->consumed = off; /* dropped lazily, as a packet gm_conn_next handed out */
+        c->need = 0;
+    }
+    return count;
+}
+
 long gm_conn_write(gm_conn_t *c)
 {
     ssize_t n;

@@ -70,6 +70,13 @@ long gm_conn_read(gm_conn_t *c);
 int gm_conn_feed(gm_conn_t *c, const char *data, size_t len);
 /* Next message: 1 with *pkt filled, 0 when none is complete, < 0 GM_E_*. */
 int gm_conn_next(gm_conn_t *c, int text_mode, gm_packet_t *pkt);
+/* A run of up to max whole JOB_CREATED replies at the front (a burst of
+ * background submissions answered): their handles copied into out (cap
+ * bytes), each followed by a NUL, *used the bytes written; returns how many
+ * (0: the front is anything else, complete or not). The run ends before a
+ * handle holding a NUL of its own, and before anything gm_conn_next would
+ * report as an error. Consumes exactly the packets returned. */
+int gm_conn_next_created(gm_conn_t *c, int max, char *out, size_t cap, size_t *used);
 
 /* send what the kernel takes: bytes still queued (>= 0) or GM_E_WRITE. */
 long gm_conn_write(gm_conn_t *c);

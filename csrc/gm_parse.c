@@ -57,13 +57,6 @@ void gm_parser_reset(gm_parser_t *p)
     p->text_mode = GM_TEXT_NONE;
 }
 
-static unsigned long get_be32(const char *p)
-{
-    const unsigned char *u = (const unsigned char *)p;
-    return ((unsigned long)u[0] << 24) | ((unsigned long)u[1] << 16) |
-           ((unsigned long)u[2] << 8) | (unsigned long)u[3];
-}
-
 static void split_body(gm_packet_t *pkt, const char *body, size_t blen)
 {
     unsigned want = is_response_type(pkt->cmd) ? gm_parse_nargs(pkt->cmd) : 1;
@@ -108,14 +101,14 @@ static long parse_binary(const char *data, size_t len, gm_packet_t *pkt, size_t 
         return GM_E_BAD_MAGIC;
     if (len < GM_HEADER_SIZE)
         return 0;
-    body = get_be32(data + 8);
+    body = gm_be32(data + 8);
     if (body > GM_MAX_PACKET)
         return GM_E_RESPONSE_TOO_LARGE;
     if (len - GM_HEADER_SIZE < body) {
         *need = GM_HEADER_SIZE + (size_t)body;
         return 0;
     }
-    pkt->cmd = (unsigned)get_be32(data + 4);
+    pkt->cmd = (unsigned)gm_be32(data + 4);
     if (pkt->cmd == GM_CMD_TEXT)
         pkt->cmd = GM_CMD_INVALID; /* type 0 must never pass for a text reply */
     split_body(pkt, data + GM_HEADER_SIZE, (size_t)body);

@@ -89,4 +89,12 @@
 #define GM_E_WRITE (-9)              /* send failed: "write error: <strerror(err_no)>" */
 #define GM_E_BACKLOG (-10)           /* gm_conn_feed while a whole reply's worth sits undrained */
 
+/* A big-endian 32-bit field of a packet header. */
+static inline unsigned long gm_be32(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    return ((unsigned long)u[0] << 24) | ((unsigned long)u[1] << 16) |
+           ((unsigned long)u[2] << 8) | (unsigned long)u[3];
+}
+
 #endif

@@ -29,7 +29,9 @@
  *      grown for a length behind a bad magic; and the input sent back
  *      through gm_conn_append / gm_conn_write, arriving unchanged, then EPIPE
  *      from a closed peer;
- *   5. "chaos": the text mode changes on every call, only the invariants hold.
+ *   5. "chaos": the text mode changes on every call, only the invariants hold;
+ *   6. gm_conn_next_created, the run of JOB_CREATED: what it copies out is
+ *      what the decoder finds there, and gm_conn_next goes on after it.
  *
  * Invariants checked on every call (see check_packet and check_scan):
  *   consumed <= available; every argument span lies inside the message;
@@ -607,6 +609,51 @@ static int big_tail(const char *d, size_t len, const run_t *r)
     return len - end >= GM_HEADER_SIZE && d[end] == '\0' && be32(d + end + 8) > 65536;
 }
 
+/* gm_conn_next_created over the whole input, with a random max and out
+ * buffer each call, then one message the usual way, and again: every handle
+ * it copies out is the argument the decoder finds in a JOB_CREATED at that
+ * very place, it consumes exactly those packets, and it never writes past
+ * cap (out is exactly cap bytes, so ASan sees any byte more). */
+static void run_created(const char *d, size_t len)
+{
+    gm_conn_t *c = gm_conn_new();
+    gm_parser_t p;
+    gm_packet_t pkt, ref;
+    size_t off = 0, need, used;
+
+    CHECK(c);
+    CHECK(gm_conn_feed(c, d, len) == GM_OK);
+    gm_parser_reset(&p);
+    for (int round = 0; round < 64; round++) {
+        int max = 1 + (int)(rng() % 8);
+        size_t cap = 1 + (size_t)(rng() % 64);
+        char *out = malloc(cap);
+        CHECK(out);
+        int k = gm_conn_next_created(c, max, out, cap, &used);
+        size_t u = 0;
+        CHECK(k >= 0 && k <= max && used <= cap);
+        for (int i = 0; i < k; i++) {
+            long n = gm_parse_next(&p, d + off, len - off, GM_TEXT_NONE, &ref, &need);
+            CHECK(n > 0 && ref.cmd == GM_CMD_JOB_CREATED && ref.nargs == 1);
+            CHECK(!memchr(ref.arg[0], '\0', ref.len[0]));
+            CHECK(u + ref.len[0] + 1 <= used);
+            CHECK(memcmp(out + u, ref.arg[0], ref.len[0]) == 0 && out[u + ref.len[0]] == '\0');
+            u += ref.len[0] + 1;
+            off += (size_t)n;
+        }
+        free(out);
+        CHECK(u == used && (k > 0) == (c->consumed > 0));
+        CHECK(k == 0 || c->consumed == off - (len - gm_buf_len(&c->rbuf)));
+        int rc = gm_conn_next(c, GM_TEXT_NONE, &pkt);
+        if (rc <= 0)
+            break; /* the decoder says why; the run took nothing it would refuse */
+        long n = gm_parse_next(&p, d + off, len - off, GM_TEXT_NONE, &ref, &need);
+        CHECK(n > 0 && (size_t)n == c->consumed);
+        off += (size_t)n;
+    }
+    gm_conn_free(c);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static run_t whole, other;
@@ -649,5 +696,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     rng_state = seed ^ 0x9e3779b97f4a7c15ull;
     run_chaos(d, size);
+    if (!big) {
+        rng_state = seed ^ 0x2545f4914f6cdd1dull;
+        run_created(d, size);
+    }
     return 0;
 }

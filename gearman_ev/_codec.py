@@ -11,12 +11,12 @@ matched to the wrong request).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Tuple
 
 from . import errors
 from ._ffi import ffi, lib
 
-__all__ = ["CMD", "NULL", "pack4", "next_packet", "unpack", "new_conn", "free_conn",
+__all__ = ["CMD", "NULL", "pack4", "next_packet", "next_created", "created_run_buffers", "unpack", "new_conn", "free_conn",
            "new_packet", "reset", "snapshot", "ensure", "message", "packet_name",
            "TEXT_LINE", "TEXT_BLOCK", "TEXT_MARKED", "MAX_PACKET"]
 
@@ -24,6 +24,7 @@ NULL = ffi.NULL
 pack4 = lib.gm_conn_pack4
 append = lib.gm_conn_append
 next_packet = lib.gm_conn_next
+next_created = lib.gm_conn_next_created
 unpack = ffi.unpack
 write_pending = lib.gm_conn_write_pending
 reset = lib.gm_conn_reset
@@ -141,6 +142,12 @@ free_conn = lib.gm_conn_free
 
 
 _out_ptr = ffi.new("const char **")
+
+
+def created_run_buffers(cap: int) -> Tuple[Any, Any]:
+    """The handle buffer (``cap`` bytes) and byte count that
+    ``next_created`` (gm_conn_next_created) fills."""
+    return ffi.new("char[]", cap), ffi.new("size_t *")
 
 
 def take_output(c: Any) -> bytes:

@@ -20,7 +20,10 @@ Rules that must stay true:
    request is in exactly one of ``_waiting`` (not sent), ``_pending`` (sent,
    awaiting its in-order reply) or ``_active`` (a foreground job with a
    handle). ``_drop`` empties all three. Rule 6 is the one way out of
-   rule 3 that fires nothing: a pool takes the request over.
+   rule 3 that fires nothing: a pool takes the request over. A run of
+   background JOB_CREATED read at once (``_created_run``) is matched whole
+   before its first callback: its requests are then the run's to answer,
+   with their handles, even if a callback drops the connection.
 4. An exception from the library's own handling of a packet is a protocol
    error: the connection ends with ``"protocol error: <what>"`` and every
    callback is drained once.
@@ -55,7 +58,8 @@ import weakref
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from . import _args, _codec, errors
-from ._codec import CMD, NULL, TEXT_BLOCK, TEXT_LINE, TEXT_MARKED, next_packet, pack4, unpack
+from ._codec import (CMD, NULL, TEXT_BLOCK, TEXT_LINE, TEXT_MARKED, next_created, next_packet,
+                     pack4, unpack)
 from ._driver import Driver
 
 __all__ = ["Session", "Submission", "Entry", "fork_generation", "fail_detached",
@@ -90,7 +94,11 @@ ANSWERS = {
     CMD.JOB_ASSIGN_ALL: (K_GRAB, K_GRAB_MANAGED),
 }
 _CREATED_ANSWERS = ANSWERS[CMD.JOB_CREATED]
-_JOB_CREATED = CMD.JOB_CREATED
+# A run of JOB_CREATED taken in one C call (_created_run): at most this many
+# replies, their handles in a buffer of this many bytes (a handle is short:
+# "H:host:123"; a longer one just ends the run sooner).
+_RUN_MAX = 512
+_RUN_CAP = 32 * 1024
 # The three JOB_ASSIGN* answer the same kinds (checked here, so an edit to
 # ANSWERS cannot leave the inlined match in _assigned behind).
 _ASSIGN_ANSWERS = ANSWERS[CMD.JOB_ASSIGN]
@@ -261,6 +269,7 @@ class Session:
         # Every handler is given self._pkt (receive), so they are its arrays.
         self._pkt_arg = self._pkt.arg
         self._pkt_len = self._pkt.len
+        self._run_out, self._run_used = _codec.created_run_buffers(_RUN_CAP)  # _created_run's
         self.state = DISCONNECTED
         self.epoch = 0              # bumped on every drop: stale jobs and callbacks check it
         self.closed = False
@@ -736,30 +745,20 @@ class Session:
         epoch = self.epoch
         dispatch = _DISPATCH
         pending = self._pending
-        pkt_arg, pkt_len = self._pkt_arg, self._pkt_len
         got = False
         while True:
             mode = pending[0].kind if pending else 0
+            if mode == K_SUBMIT_BG and self.pool is None and \
+                    next_created(c, _RUN_MAX, self._run_out, _RUN_CAP, self._run_used):
+                got = True
+                self._created_run()
+                if epoch != self.epoch:
+                    return  # a callback dropped or replaced the connection
+                continue
             n = next_packet(c, mode if mode <= K_TEXT_MARKED else 0, pkt)
             if n <= 0:
                 break
             cmd = pkt.cmd
-            if mode == K_SUBMIT_BG and cmd == _JOB_CREATED and self.pool is None:
-                # _on_job_created's background case, inlined: a burst of
-                # background submissions comes back as a run of these.
-                got = True
-                cb = pending.popleft().cb
-                if cb is not None:
-                    try:
-                        cb(unpack(pkt_arg[0], pkt_len[0]).decode("utf-8", "surrogateescape"),
-                           None)
-                    except (KeyboardInterrupt, SystemExit) as exc:
-                        self._driver.park(exc)
-                    except BaseException:  # noqa: BLE001 - as in _call
-                        log.exception("gearman_ev: exception in callback %r", cb)
-                    if epoch != self.epoch:
-                        return  # a callback dropped or replaced the connection
-                continue
             handler = dispatch.get(cmd)
             if handler is None:
                 log.debug("gearman_ev: ignoring packet type %d", cmd)
@@ -939,19 +938,48 @@ class Session:
         # Handles stay bytes inside: the key of _active, never decoded per event.
         handle = unpack(self._pkt_arg[0], self._pkt_len[0])
         if entry.kind == K_SUBMIT_BG:
-            cb = entry.cb
-            if cb is not None:
+            if entry.cb is not None:
                 name = handle.decode("utf-8", "surrogateescape")
                 if self.pool is not None:
                     self.pool.created(self, name)  # a pool's get_status asks this server
-                try:  # _call, inlined: every background submission comes here
-                    cb(name, None)
-                except (KeyboardInterrupt, SystemExit) as exc:
-                    self._driver.park(exc)
-                except BaseException:  # noqa: BLE001 - as in _call
-                    log.exception("gearman_ev: exception in callback %r", cb)
+                self._call(entry.cb, name, None)
             return
-        sub: Submission = entry  # type: ignore[assignment]
+        self._created(entry, handle)  # type: ignore[arg-type]
+
+    def _created_run(self) -> None:
+        """Replies that gm_conn_next_created took off the front: a run of
+        JOB_CREATED, the answer to a burst of background submissions, their
+        handles in ``_run_out``. Every reply is matched first (rule 2), a
+        foreground submission among them listed as ``_on_job_created`` does;
+        then the background callbacks run, in order, each once (rule 3)."""
+        names = unpack(self._run_out, self._run_used[0] - 1).decode(
+            "utf-8", "surrogateescape").split("\0")
+        pending = self._pending
+        calls = []
+        mismatch = False
+        for name in names:
+            if not pending or pending[0].kind not in _CREATED_ANSWERS:
+                mismatch = True  # reported once the matched ones had their replies
+                break
+            entry = pending.popleft()
+            if entry.kind == K_SUBMIT_BG:
+                if entry.cb is not None:
+                    calls.append((entry.cb, name))
+            else:
+                self._created(entry, name.encode("utf-8", "surrogateescape"))  # type: ignore
+        epoch = self.epoch
+        for cb, name in calls:
+            try:  # _call, inlined: a burst of background submissions comes here
+                cb(name, None)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                self._driver.park(exc)
+            except BaseException:  # noqa: BLE001 - as in _call
+                log.exception("gearman_ev: exception in callback %r", cb)
+        if mismatch and epoch == self.epoch:
+            self._pop(CMD.JOB_CREATED)  # the protocol error, as for a single reply
+
+    def _created(self, sub: Submission, handle: bytes) -> None:
+        """A foreground submission's JOB_CREATED: listed in ``_active``."""
         sub.handle = handle
         if not sub.done:
             self.active_count += 1

@@ -618,3 +618,67 @@ def test_out_and_write_share_one_queue(pair):
     assert lib.gm_conn_write(c) == 0
     assert recv_exact(peer, len(OUT_WIRE) - 20) == OUT_WIRE[20:]
     assert out(c)[1] == 0
+
+
+# ===== gm_conn_next_created: a run of JOB_CREATED in one call =====
+
+@pytest.fixture
+def fed():
+    """A gm_conn with no socket, fed by the test."""
+    c = ffi.gc(lib.gm_conn_new(), lib.gm_conn_free)
+    lib.gm_conn_reset(c, -1)
+    return c
+
+
+def created_run(c, max_count=512, cap=4096):
+    """(handles taken, as bytes) from one gm_conn_next_created call."""
+    out, used = ffi.new("char[]", cap), ffi.new("size_t *")
+    count = lib.gm_conn_next_created(c, max_count, out, cap, used)
+    handles = ffi.buffer(out, used[0])[:].split(b"\0")[:-1] if count else []
+    assert len(handles) == count
+    return handles
+
+
+def created(handle):
+    return res(8, handle)
+
+
+def test_run_takes_whole_job_created_and_leaves_the_rest(fed):
+    wire = b"".join(created(b"H:%d" % i) for i in range(3)) + res(13, b"H:9", b"r") + created(b"H:3")
+    feed(fed, wire + created(b"H:4")[:-1])  # the last one incomplete
+    assert created_run(fed) == [b"H:0", b"H:1", b"H:2"]
+    assert created_run(fed) == []  # a WORK_COMPLETE in front: not ours
+    assert drain(fed) == [(13, [b"H:9", b"r"]), (8, [b"H:3"])]
+    assert created_run(fed) == []  # incomplete: nothing taken
+    feed(fed, b"4")
+    assert created_run(fed) == [b"H:4"]
+
+
+def test_run_stops_at_max_and_at_the_buffer_cap(fed):
+    feed(fed, b"".join(created(b"H:%d" % i) for i in range(10)))
+    assert created_run(fed, max_count=4) == [b"H:0", b"H:1", b"H:2", b"H:3"]
+    assert created_run(fed, cap=8) == [b"H:4", b"H:5"]  # 4 bytes each with the NUL
+    assert created_run(fed, cap=3) == []  # "H:6" and its NUL do not fit: left for later
+    assert drain(fed) == [(8, [b"H:%d" % i]) for i in range(6, 10)]
+
+
+@pytest.mark.parametrize("wire, why", [
+    (created(b"H:a\0b"), "a NUL of its own"),
+    (b"\0REQ" + created(b"H:1")[4:], "a bad magic"),
+    (struct.pack(">4sII", b"\0RES", 8, lib.GM_MAX_PACKET + 1), "a length over the maximum"),
+    (b"OK 1.1\n", "text"),
+])
+def test_run_leaves_what_gm_conn_next_must_see(fed, wire, why):
+    feed(fed, created(b"H:0") + wire)
+    assert created_run(fed) == [b"H:0"]
+    assert created_run(fed) == [], why
+    pkt = ffi.new("gm_packet_t *")
+    expect = {"a NUL of its own": 1, "a bad magic": lib.GM_E_BAD_MAGIC,
+              "a length over the maximum": lib.GM_E_RESPONSE_TOO_LARGE,
+              "text": lib.GM_E_UNEXPECTED_TEXT}[why]
+    assert lib.gm_conn_next(fed, NONE, pkt) == expect
+
+
+def test_run_drops_a_trailing_nul_as_the_decoder_does(fed):
+    feed(fed, created(b"H:1\0") + created(b""))
+    assert created_run(fed) == [b"H:1", b""]

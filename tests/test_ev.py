@@ -1326,6 +1326,32 @@ def test_async_send_from_another_thread_wakes_a_blocked_loop(loop):
     assert got == [(a, ev.EV_ASYNC, threading.get_ident())]  # in the loop's thread
 
 
+def test_a_loop_waiting_for_io_lets_other_threads_run_python(loop):
+    # Only ev_run gives the GIL up (every other C call keeps it, see
+    # csrc/ffi_source.c). While the loop sleeps for 0.3 s, another thread
+    # runs all along: it marks every 10 ms slot it ran in. (With the GIL
+    # held it would run only in the moments the loop's thread runs Python.)
+    slots, stop = set(), threading.Event()
+
+    def mark():
+        while not stop.is_set():
+            slots.add(int(time.monotonic() * 100))
+    t = threading.Thread(target=mark)
+    loop.timer(0.3, 0, lambda w, r: None).start()
+    t.start()
+    try:
+        time.sleep(0.02)
+        start = time.monotonic()
+        with alarm_guard(loop):
+            loop.start()  # asleep in epoll until the timer
+        end = time.monotonic()
+    finally:
+        stop.set()
+        t.join(5)
+    during = [s for s in slots if start * 100 + 1 < s < end * 100 - 1]
+    assert len(during) >= 15, sorted(during)  # 28 slots in all
+
+
 def test_async_sends_before_the_loop_runs_merge_into_one_call(loop):
     calls = []
     a = ev.Async(loop, lambda w, r: calls.append(r), data="d", priority=1)

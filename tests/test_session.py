@@ -6,6 +6,8 @@ hand-turned clock; no server is involved, so nothing here is a stand-in for
 gearmand's behaviour: the replies are what PROTOCOL.md says it sends."""
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from gearman_ev import errors
@@ -445,7 +447,7 @@ def test_background_run_calls_each_once_through_raises_and_interrupts():
     assert log == [] and not s._pending
 
 
-def test_background_run_stops_where_a_callback_dropped_the_connection():
+def test_background_run_is_matched_whole_before_a_callback_drops_the_connection():
     s, _driver, log = new_session()
     calls = []
 
@@ -455,11 +457,70 @@ def test_background_run_stops_where_a_callback_dropped_the_connection():
             if i == 1 and err is None:
                 s.connection_lost("read error: gone")
         return done
-    for i in range(4):
+    for i in range(5):
         s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", b"w", Entry(K_SUBMIT_BG, make(i)))
+    # Four replies read at once (one run), the fifth never came.
     s.feed(b"".join(res(CMD.JOB_CREATED, b"H:%d" % i) for i in range(4)))
-    # The replies after the drop belong to a connection that is gone: the
-    # two requests left were drained once each, and nothing more ran.
-    assert calls == [(0, "H:0", None), (1, "H:1", None),
-                     (2, None, errors.DISCONNECTED), (3, None, errors.DISCONNECTED)]
+    # The run was matched whole before its first callback: the replies that
+    # arrived reach their callbacks although the second one dropped the
+    # connection; the request with no reply was drained once.
+    assert sorted(calls) == [(0, "H:0", None), (1, "H:1", None), (2, "H:2", None),
+                             (3, "H:3", None), (4, None, errors.DISCONNECTED)]
+    assert calls[:2] == [(0, "H:0", None), (1, "H:1", None)]
     assert ("error", "read error: gone") in log
+
+
+def test_run_with_foreground_submissions_among_background_ones():
+    s, _driver, log = new_session()
+    out = []
+    fg = sub(out, "fg")
+    s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", b"w", Entry(K_SUBMIT_BG, cb(out, "bg0")))
+    s.send3(CMD.SUBMIT_JOB, b"f", b"", b"w", fg)
+    s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", b"w", Entry(K_SUBMIT_BG, cb(out, "bg2")))
+    s.feed(res(CMD.JOB_CREATED, b"H:0") + res(CMD.JOB_CREATED, b"H:fg")
+           + res(CMD.JOB_CREATED, b"H:2") + res(CMD.WORK_COMPLETE, b"H:fg", b"done"))
+    assert out == [("bg0", "H:0", None), ("bg2", "H:2", None), ("fg", b"done", None)]
+    assert log == [] and not s._pending and not s._active
+
+
+def test_run_longer_than_its_requests_is_a_protocol_error_after_their_replies():
+    s, _driver, log = new_session()
+    out = []
+    s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", b"w", Entry(K_SUBMIT_BG, cb(out, "bg0")))
+    s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", b"w", Entry(K_SUBMIT_BG, cb(out, "bg1")))
+    s.send(CMD.ECHO_REQ, (b"e",), Entry(K_ECHO, cb(out, "echo")))
+    s.feed(b"".join(res(CMD.JOB_CREATED, b"H:%d" % i) for i in range(3)))
+    assert out == [("bg0", "H:0", None), ("bg1", "H:1", None),
+                   ("echo", None, errors.DISCONNECTED)]
+    assert ("error", "protocol error: unexpected response JOB_CREATED") in log
+
+
+@pytest.mark.parametrize("handle", [b"H:a\0b", b"H:\xff\xfe", b"", b"H:x\0"])
+def test_run_handles_as_a_single_reply_would(handle):
+    # A NUL inside ends the C run before it (the packet goes the usual way);
+    # bytes that are not UTF-8 come back surrogate-escaped; a trailing NUL
+    # is dropped, as the decoder drops it.
+    s, _driver, log = new_session()
+    out = []
+    for i in range(3):
+        s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", b"w", Entry(K_SUBMIT_BG, cb(out, i)))
+    s.feed(res(CMD.JOB_CREATED, b"H:0") + struct.pack(">4sII", b"\0RES", 8, len(handle))
+           + handle + res(CMD.JOB_CREATED, b"H:2"))
+    single = handle[:-1] if handle.endswith(b"\0") else handle
+    assert out == [(0, "H:0", None),
+                   (1, single.decode("utf-8", "surrogateescape"), None),
+                   (2, "H:2", None)]
+    assert log == []
+
+
+def test_run_split_at_every_offset():
+    wire = b"".join(res(CMD.JOB_CREATED, b"H:%d" % i) for i in range(6))
+    for cut in range(1, len(wire)):
+        s, _driver, log = new_session()
+        out = []
+        for i in range(6):
+            s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", b"w", Entry(K_SUBMIT_BG, cb(out, i)))
+        s.feed(wire[:cut])
+        s.feed(wire[cut:])
+        assert out == [(i, f"H:{i}", None) for i in range(6)], cut
+        assert log == []
