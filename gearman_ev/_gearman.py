@@ -382,8 +382,6 @@ class Gearman(ConnectionSettings):
             self._submit_fg(_SUBMIT_JOB, func, workload, cb, unique, timeout,
                             on_data, on_warning, on_status, on_exception)
             return
-        if len(fname) + len(workload) + 2 > MAX_PACKET:
-            _args.check_size(fname, b"", workload)  # raises the ValueError
         owner = self._loop._running_thread
         if owner is not None and owner != _get_ident():
             raise errors.GearmanError(errors.WRONG_THREAD)
@@ -438,8 +436,6 @@ class Gearman(ConnectionSettings):
                 or (cb is not None and not callable(cb)):
             self._submit_bg(_SUBMIT_JOB_BG, func, workload, cb, unique)
             return
-        if len(fname) + len(workload) + 2 > MAX_PACKET:
-            _args.check_size(fname, b"", workload)  # raises the ValueError
         owner = self._loop._running_thread
         if owner is not None and owner != _get_ident():
             raise errors.GearmanError(errors.WRONG_THREAD)

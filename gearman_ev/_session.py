@@ -631,12 +631,14 @@ class Session:
     def send3(self, cmd: int, a0: Any, a1: Any, a2: Any, entry: Entry) -> None:
         """``send`` for the three-argument submissions, inlined: the hot path
         of every client (one C call, no tuple)."""
+        l0, l1, l2 = len(a0), len(a1), len(a2)
+        if l0 + l1 + l2 + 2 > _MAX_PACKET:
+            _args.check_size(a0, a1, a2)  # raises the ValueError: nothing queued
         if self.state != CONNECTED:
             self.send(cmd, (a0, a1, a2), entry)
             return
         if self._unsent > self.high_water and self.high_water:
             self._check_room()
-        l0, l1, l2 = len(a0), len(a1), len(a2)
         rc = pack4(self.c, cmd, 3, a0, l0, a1, l1, a2, l2, NULL, 0)
         if rc != 0:
             _codec.ensure(rc)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 
 import pytest
@@ -17,6 +18,26 @@ pytest_plugins = ["tests.fix_gearmand", "tests.fix_fakeserver", "tests.fix_tls"]
 def loop():
     """A fresh loop per test, so a test's leftovers cannot leak into the next."""
     return ev.Loop()
+
+
+def stop_server(server, timeout=10.0):
+    """SIGSTOP a server (a LocalGearmand) and wait until it is stopped: it
+    takes requests and answers none. The signal is asynchronous for a
+    threaded process (each thread stops when it next runs), so without the
+    wait a request sent at once may still be answered. SIGCONT resumes it."""
+    server.proc.send_signal(signal.SIGSTOP)
+    tasks = f"/proc/{server.proc.pid}/task"
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for tid in os.listdir(tasks):
+            with open(f"{tasks}/{tid}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        if all(state in "tT" for state in states):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"gearmand's threads did not stop within {timeout}s")
+        time.sleep(0.005)
 
 
 def run_until(loop, predicate, timeout=5.0, what=None):

@@ -17,6 +17,7 @@ from gearman_ev import (CommandTimeout, ConnectionLost, GearmanError, JobExcepti
                         JobTimeout, ServerError, errors)
 from gearman_ev._gearmand import free_port
 from gearman_ev.aio import AsyncGearman, JobEvent, JobRun
+from tests.conftest import stop_server
 from tests.test_unix import unix_bridge  # noqa: F401  (a fixture)
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
@@ -323,7 +324,7 @@ def test_command_timeout(run, own_gearmand):
     async def main():
         errs = []
         g = await connected(own_gearmand, command_timeout=0.2, on_error=errs.append)
-        own_gearmand.proc.send_signal(signal.SIGSTOP)  # it reads nothing, answers nothing
+        stop_server(own_gearmand)  # it reads nothing, answers nothing
         try:
             replies = [g.echo(b"1"), g.server_status()]
             for reply in replies:
@@ -399,7 +400,7 @@ def test_job_run_exception_event_and_priorities(run, gearmand, fname):
 def test_job_run_created_raises_when_it_ends_without_a_handle(run, own_gearmand, fname):
     async def main():
         g = await connected(own_gearmand)
-        own_gearmand.proc.send_signal(signal.SIGSTOP)
+        stop_server(own_gearmand)
         try:
             run_ = g.submit(fname, b"x", timeout=0.2)
             with pytest.raises(JobTimeout):
@@ -472,7 +473,7 @@ def test_cancellation_stress_keeps_every_reply_in_place(run, gearmand, fname):
 def test_wait_for_timeout_then_the_next_request_gets_its_own_reply(run, own_gearmand):
     async def main():
         g = await connected(own_gearmand)
-        own_gearmand.proc.send_signal(signal.SIGSTOP)
+        stop_server(own_gearmand)
         try:
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(g.echo(b"late"), 0.2)
@@ -492,7 +493,7 @@ def test_close_fails_every_awaiting_call_once(run, own_gearmand, fname):
         g = await connected(own_gearmand)
         g.register_function(fname + "_w", lambda job: b"")
         work_task = asyncio.ensure_future(g.work())
-        own_gearmand.proc.send_signal(signal.SIGSTOP)  # nothing will be answered
+        stop_server(own_gearmand)  # nothing will be answered
         try:
             awaiting = [g.echo(b"1"), g.submit_job(fname, b"2"), g.submit_job_bg(fname, b"3"),
                         g.get_status("H:x:1"), g.server_status(), g.grab_job()]
@@ -830,7 +831,7 @@ def test_write_back_pressure_with_a_stopped_server(run, own_gearmand):
         drained = []
         g = await connected(own_gearmand, high_water=1 << 20)
         g.on_drain = lambda: drained.append(True)
-        own_gearmand.proc.send_signal(signal.SIGSTOP)
+        stop_server(own_gearmand)
         replies = []
         try:
             chunk = b"x" * 65536

@@ -30,6 +30,7 @@ from gearman_ev.blocking import GearmanClient
 from gearman_ev.errors import (CommandTimeout, ConnectionLost, GearmanError, JobException,
                                JobFailed, JobTimeout, ServerError)
 from gearman_ev.testing import LocalGearmand, free_port
+from tests.conftest import stop_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAIT = 10  # seconds any one blocking call of a test may take
@@ -130,19 +131,9 @@ def wait_for(predicate, what, timeout=WAIT):
 @contextlib.contextmanager
 def frozen(server):
     """The server stopped (SIGSTOP) for the block: it takes requests and
-    answers none. SIGSTOP is asynchronous for a threaded process (each thread
-    stops when it next runs), so this waits until every thread has."""
-    server.proc.send_signal(signal.SIGSTOP)
+    answers none (see conftest.stop_server)."""
+    stop_server(server)
     try:
-        tasks = f"/proc/{server.proc.pid}/task"
-
-        def all_stopped():
-            states = []
-            for tid in os.listdir(tasks):
-                with open(f"{tasks}/{tid}/stat") as f:
-                    states.append(f.read().rsplit(")", 1)[1].split()[0])
-            return all(state in "tT" for state in states)
-        wait_for(all_stopped, "gearmand's threads to stop")
         yield
     finally:
         server.proc.send_signal(signal.SIGCONT)
