@@ -7,7 +7,10 @@ answers with pre-encoded replies, so the main thread's CPU time
 writing, reading, decoding and dispatching. Shows the minimum of several runs,
 in µs per job, for background submissions and for foreground jobs (JOB_CREATED
 + WORK_COMPLETE each), with its two parts: the submit calls and their write,
-then reading and dispatching the replies. For tuning the hot path; the end-to-end figures are
+then reading and dispatching the replies. Then a sync worker's job as the
+session sees it (no socket: a JOB_ASSIGN fed in, the WORK_COMPLETE and the
+next GRAB_JOB taken out), the part of a worker's per-job CPU that is the
+library's own beyond the loop's and the kernel's. For tuning the hot path; the end-to-end figures are
 benchmark.py's and vs.py's.
 """
 from __future__ import annotations
@@ -78,6 +81,58 @@ def measure(g, loop, peer, n, foreground):
     return tuple((t / n * 1e6) for t in (end - start, sent - start, end - sent))
 
 
+class MemoryDriver:
+    """The driver interface (gearman_ev._driver) with no I/O at all."""
+
+    def now(self):
+        return 0.0
+
+    def flush_soon(self):
+        pass
+
+    def write_now(self):
+        pass
+
+    def set_deadline(self, when):
+        pass
+
+    def open(self, address):
+        pass
+
+    def close(self, flush):
+        pass
+
+    def park(self, exc):
+        raise exc
+
+    def forked(self):
+        pass
+
+    def check_thread(self):
+        pass
+
+
+def worker_job(n):
+    """µs of CPU per job for the session's part of a sync echo worker."""
+    from gearman_ev._job import Job
+    from gearman_ev._session import Ability, Session
+    s = Session(MemoryDriver(), Job, exceptions=False, client_id=None, grab_unique=False,
+                connect_timeout=0.0, command_timeout=0.0, reconnect=False,
+                reconnect_delay=1.0, max_reconnect_attempts=0, high_water=0)
+    s.connect(("tcp", "example", 4730))
+    s.connection_made(-1)
+    s.abilities[b"echo"] = Ability(lambda job: job.workload, None, False)
+    s.work(None, None, False)
+    s.take_output()
+    assigns = [response(11, b"H:host:%d" % i, b"echo", b"payload") for i in range(n)]
+    feed, take = s.feed, s.take_output
+    start = time.thread_time()
+    for packet in assigns:
+        feed(packet)
+        take()
+    return (time.thread_time() - start) / n * 1e6
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=50000, help="jobs per run (default 50000)")
@@ -96,6 +151,8 @@ def main(argv=None):
             print(f"{name:<20} {best[0]:6.2f} µs of client CPU per job "
                   f"({best[1]:.2f} submitting, {best[2]:.2f} taking the replies)")
         g.disconnect()
+    best = min(worker_job(args.n) for _ in range(args.runs))
+    print(f"{'worker job':<20} {best:6.2f} µs of worker CPU per job (the session's part)")
 
 
 if __name__ == "__main__":

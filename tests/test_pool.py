@@ -20,7 +20,7 @@ from gearman_ev import Gearman, GearmanError, GearmanPool, errors
 from gearman_ev._codec import write_pending
 from gearman_ev._gearmand import LocalGearmand, free_port
 from gearman_ev._routing import key_order, parse_server, parse_servers
-from tests.conftest import ask, run_until
+from tests.conftest import ask, run_until, stop_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -251,7 +251,7 @@ def test_kill_a_server_during_30000_pipelined_jobs_then_bring_it_back(loop, farm
     run_until(loop, lambda: len(results) >= 3000, timeout=30, what="3000 results")
     # Server B stops reading (SIGSTOP) with jobs created, sent and queued on it.
     b = 1
-    os.kill(farm[b].proc.pid, signal.SIGSTOP)
+    stop_server(farm[b])
     submit(range(10000, 30000))
     a_c = [client.servers[i] for i in (0, 2)]
     run_until(loop, lambda: all(g.pending_count + g.active_count == 0 for g in a_c),
