@@ -753,7 +753,12 @@ class Session:
             if mode == K_SUBMIT_BG and self.pool is None and \
                     next_created(c, _RUN_MAX, self._run_out, _RUN_CAP, self._run_used):
                 got = True
-                self._created_run()
+                try:
+                    self._created_run()
+                except Exception as exc:  # noqa: BLE001 - rule 4, as for any handler
+                    if epoch == self.epoch:
+                        self.protocol_error(f"JOB_CREATED: {exc}")
+                    return
                 if epoch != self.epoch:
                     return  # a callback dropped or replaced the connection
                 continue
