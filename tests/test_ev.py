@@ -1349,7 +1349,7 @@ def test_a_loop_waiting_for_io_lets_other_threads_run_python(loop):
         stop.set()
         t.join(5)
     during = [s for s in slots if start * 100 + 1 < s < end * 100 - 1]
-    assert len(during) >= 15, sorted(during)  # 28 slots in all
+    assert len(during) >= 10, sorted(during)  # of 28; a held GIL leaves none or two
 
 
 def test_async_sends_before_the_loop_runs_merge_into_one_call(loop):
