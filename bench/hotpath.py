@@ -134,7 +134,8 @@ def worker_job(n):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=50000, help="jobs per run (default 50000)")
     ap.add_argument("--runs", type=int, default=5, help="runs; the minimum is shown")
     args = ap.parse_args(argv)

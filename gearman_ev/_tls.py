@@ -46,7 +46,7 @@ from ._codec import NULL, write_pending
 from ._ffi import ffi, lib
 from ._libev import LibevDriver
 
-__all__ = ["TLSDriver", "client_context", "reason", "HANDSHAKE_EOF"]
+__all__ = ["TLSDriver", "client_context", "reason", "handshake_error", "HANDSHAKE_EOF"]
 
 #: Plaintext taken from the codec per encryption step (16 TLS records).
 _CHUNK = 256 * 1024
@@ -98,6 +98,14 @@ def _is_eof(exc: ssl.SSLError) -> bool:
     OpenSSL 3 reports an EOF without close_notify as a plain SSLError."""
     return (isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
             or getattr(exc, "reason", None) == "UNEXPECTED_EOF_WHILE_READING")
+
+
+def handshake_error(exc: BaseException) -> str:
+    """The err string of a TLS set-up that failed with ``exc``: the same on
+    every front-end (the asyncio one reports through this too)."""
+    if isinstance(exc, ssl.SSLError):
+        return HANDSHAKE_EOF if _is_eof(exc) else reason(exc)
+    return f"tls: {exc}"
 
 
 class TLSDriver(LibevDriver):
@@ -171,8 +179,7 @@ class TLSDriver(LibevDriver):
             self._tls = self._context.wrap_bio(self._in, self._out, server_side=False,
                                                server_hostname=hostname)
         except (ssl.SSLError, ValueError) as exc:
-            self._connect_failed(reason(exc) if isinstance(exc, ssl.SSLError)
-                                 else f"tls: {exc}")
+            self._connect_failed(handshake_error(exc))
             return
         self._handshaking = True
         fd = sock.fileno()
@@ -193,7 +200,7 @@ class TLSDriver(LibevDriver):
         except ssl.SSLError as exc:
             self._cipher += self._out.read()  # the alert that tells the server why
             self._send(best_effort=True)
-            self._connect_failed(HANDSHAKE_EOF if _is_eof(exc) else reason(exc))
+            self._connect_failed(handshake_error(exc))
             return
         self._cipher += self._out.read()
         err = self._send()

@@ -5,7 +5,8 @@ One Gearman connection (client, worker and admin) on any asyncio loop,
 uvloop included, with the same protocol core as ``gearman_ev.Gearman``: the
 C codec and the session's matching rules; only the transport differs. No
 thread and no polling: bytes the transport receives go straight to the C
-decoder, and requests queued during one loop iteration leave in one write.
+decoder, and requests queued during one loop iteration leave together (a
+large burst every 64 KiB as it grows).
 
 ::
 
@@ -406,7 +407,8 @@ def _close_reason(exc: Optional[BaseException]) -> str:
     if exc is None:
         return errors.CONNECTION_CLOSED
     if isinstance(exc, _ssl.SSLError):
-        return f"tls: {exc.reason or exc}"
+        from . import _tls  # with ssl= only, as for Gearman
+        return _tls.reason(exc)
     if isinstance(exc, OSError) and exc.errno:
         # asyncio does not say which side failed; EPIPE only comes from a write.
         side = "write error" if exc.errno == errno.EPIPE else "read error"
@@ -418,7 +420,8 @@ class AsyncioDriver:
     """Drives one session on an asyncio loop (see ``_driver.Driver``).
 
     It owns the transport and the connect task, the call-soon flush (one
-    ``transport.write`` per loop iteration for everything queued in it) and
+    ``transport.write`` per loop iteration for everything queued in it, and
+    ``write_now`` for a burst as it grows) and
     the session's one timer (``loop.call_at``). ``owner`` (held weakly) is
     told ``_connection_up()`` after a connection is up and
     ``_connection_down()`` one loop step after one ended or failed, once the
@@ -633,8 +636,8 @@ class AsyncioDriver:
             await loop.create_connection(lambda: conn, sock=sock, ssl=self.ssl,
                                          server_hostname=self.server_hostname or host)
         except (OSError, ValueError) as exc:
-            reason = exc.reason if isinstance(exc, _ssl.SSLError) else None
-            self._failed(conn, f"tls: {reason or exc}")
+            from . import _tls  # with ssl= only, as for Gearman
+            self._failed(conn, _tls.handshake_error(exc))
             return -1
         return 0
 
@@ -783,7 +786,7 @@ class AsyncGearman(_Priorities, ConnectionSettings):
     arguments and queues the request when called (TypeError, ValueError or
     GearmanError there), and returns a coroutine that gives the reply's
     result or raises its exception. Requests leave in call order, those of
-    one loop iteration in one write.
+    one loop iteration together.
 
     Args:
         host: server name or address; with ``host`` (or ``path``) a

@@ -27,7 +27,7 @@ __all__ = [
     "UNEXPECTED_ADMIN", "UNIX_PATH_TOO_LONG", "MAX_RECONNECTS", "PROTOCOL_ERROR",
     "NOT_CONNECTED", "ALREADY_CONNECTED", "CLIENT_DESTROYED", "STALE_JOB", "JOB_FINISHED",
     "USED_AFTER_FORK", "WRONG_THREAD", "WRITE_BUFFER_FULL", "CLIENT_CLOSED",
-    "CONNECT_ERROR", "GETADDRINFO", "READ_ERROR", "WRITE_ERROR",
+    "CONNECT_ERROR", "GETADDRINFO", "READ_ERROR", "WRITE_ERROR", "TLS_ERROR",
 ]
 
 # ===== Callback err strings =====
@@ -62,6 +62,8 @@ GETADDRINFO = "getaddrinfo"
 READ_ERROR = "read error"
 #: Prefix: writing to the socket failed ("write error: <strerror>").
 WRITE_ERROR = "write error"
+#: Prefix: the TLS handshake or session failed ("tls: <reason>").
+TLS_ERROR = "tls"
 
 #: A connection attempt took longer than ``connect_timeout``.
 CONNECT_TIMEOUT = "connect timeout"

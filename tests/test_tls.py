@@ -133,6 +133,31 @@ def test_certificate_failures(tls_gearmand, pki, loop, make_ctx, hostname, want)
     assert not g.is_connected
 
 
+@pytest.mark.parametrize("make_ctx, hostname, want", [
+    (lambda pki: client_context(pki.other_ca), None,
+     "tls: certificate verify failed: unable to get local issuer certificate"),
+    (lambda pki: client_context(pki.ca), "wrong.example",
+     "tls: certificate verify failed: Hostname mismatch, certificate is not valid for "
+     "'wrong.example'."),
+], ids=["wrong-ca", "wrong-name"])
+def test_certificate_failures_read_the_same_on_asyncio(tls_gearmand, pki, make_ctx, hostname,
+                                                       want):
+    import asyncio
+
+    from gearman_ev.aio import AsyncGearman
+    errors = []
+
+    async def main():
+        g = AsyncGearman(tls_gearmand.host, tls_gearmand.port, ssl=make_ctx(pki),
+                         server_hostname=hostname, on_error=errors.append)
+        deadline = asyncio.get_running_loop().time() + 10
+        while not errors and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        await g.close()
+    asyncio.run(main())
+    assert errors[:1] == [want]  # word for word as Gearman's (test_certificate_failures)
+
+
 def test_the_default_context_checks_against_the_system_cas(tls_gearmand, loop):
     errors = []
     g = Gearman(tls_gearmand.host, tls_gearmand.port, loop=loop, ssl=True,
