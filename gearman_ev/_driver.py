@@ -16,7 +16,9 @@ Calls a session makes (the driver's side):
     now() -> float             the loop's time in seconds
     flush_soon()               write what the codec holds before the loop polls
     write_now()                write what the transport takes at once, now (a
-                               burst's early part; the rest as flush_soon)
+                               burst's early part; the rest as flush_soon). It
+                               runs inside a user's submit: it reports no
+                               failure, the loop's flush does
     set_deadline(when)         arm the one timer for loop time ``when`` (0: disarm);
                                when it fires, call ``session.on_deadline()``
     open(address)              start connecting to ("tcp", host, port) or

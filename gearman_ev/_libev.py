@@ -318,12 +318,26 @@ class LibevDriver:
 
     def _on_prepare(self, watcher: Any, revents: int) -> None:
         watcher.stop()
-        self.write_now()
-
-    def write_now(self) -> None:
         session = self._session()
         if session is not None:
             self._flush(session)
+
+    def write_now(self) -> None:
+        """An early write (a burst as it grows): what the kernel takes now.
+        It runs inside the caller's submit, so a failure is not reported
+        here: the session's flush is still asked for, and the loop's flush
+        meets the error again and reports it (see ``_driver``)."""
+        session = self._session()
+        if session is None or self._sock is None or self._connecting \
+                or self._wio._handle is not None:
+            return
+        left = _write(session.c)
+        if left < 0:
+            return
+        if left > 0:
+            self._wio.start()  # the kernel took part: the rest when writable
+        if left or session._unsent:
+            session.written(left)
 
     def _flush(self, session: Any) -> None:
         """Write what the session queued: one send, the rest when writable."""

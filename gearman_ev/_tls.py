@@ -360,6 +360,11 @@ class TLSDriver(LibevDriver):
             session.connection_lost(err)
 
     def write_now(self) -> None:
+        """No early writes over TLS: encrypting and sending here could meet a
+        failure inside the caller's submit. The before-poll flush sends it."""
+
+    def _on_prepare(self, watcher: Any, revents: int) -> None:
+        watcher.stop()
         session = self._session()
         if session is None:
             return

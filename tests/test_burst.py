@@ -12,7 +12,7 @@ import asyncio
 import socket
 import time
 
-from gearman_ev import aio
+from gearman_ev import Gearman, aio, errors
 from gearman_ev._codec import CMD
 from gearman_ev._session import EARLY_WRITE, FIRST_PIECE, K_SUBMIT_BG, Entry
 from tests.conftest import round_trip, run_until
@@ -103,3 +103,25 @@ def test_session_asks_for_an_early_write_once_per_piece():
     assert driver.early_writes == 0
     s.send3(CMD.SUBMIT_JOB_BG, b"f", b"", PAYLOAD, Entry(K_SUBMIT_BG, None))
     assert driver.early_writes == 1
+
+
+def test_an_early_write_that_fails_is_reported_from_the_loop(loop, own_gearmand, fname):
+    # An early write runs inside the caller's submit: a failure there must
+    # not drop the connection under the caller (callbacks running inside
+    # its call, later calls refused); the loop reports it, as before.
+    events = []
+    g = Gearman(own_gearmand.host, own_gearmand.port, loop=loop,
+                on_error=lambda err: events.append(("error", err)))
+    try:
+        round_trip(loop, g)
+        own_gearmand.proc.kill()  # the server is gone: writes meet a reset
+        own_gearmand.proc.wait(10)
+        for i in range(200):  # 200 KiB: early writes at 8 KiB, 72 KiB, 136 KiB...
+            g.submit_job_bg(fname, b"k" * 1024, lambda handle, err, i=i: events.append((i, err)))
+        assert events == []  # nothing ran inside the calls, none was refused
+        run_until(loop, lambda: len(events) >= 201, timeout=10, what="the drop")
+        assert sorted(e for e in events if e[0] != "error") == \
+            [(i, errors.DISCONNECTED) for i in range(200)]
+        assert [e[0] for e in events].count("error") == 1
+    finally:
+        g.disconnect()
