@@ -99,6 +99,10 @@ _CREATED_ANSWERS = ANSWERS[CMD.JOB_CREATED]
 # "H:host:123"; a longer one just ends the run sooner).
 _RUN_MAX = 512
 _RUN_CAP = 32 * 1024
+# A reply body up to this size is copied once whole and split in Python (one
+# C call instead of one per argument); a larger one is copied argument by
+# argument, so that its payload is copied only once.
+_ONE_COPY_MAX = 2048
 # The three JOB_ASSIGN* answer the same kinds (checked here, so an edit to
 # ANSWERS cannot leave the inlined match in _assigned behind).
 _ASSIGN_ANSWERS = ANSWERS[CMD.JOB_ASSIGN]
@@ -964,6 +968,7 @@ class Session:
         pending = self._pending
         calls = []
         mismatch = False
+        epoch = self.epoch
         for name in names:
             if not pending or pending[0].kind not in _CREATED_ANSWERS:
                 mismatch = True  # reported once the matched ones had their replies
@@ -974,7 +979,6 @@ class Session:
                     calls.append((entry.cb, name))
             else:
                 self._created(entry, name.encode("utf-8", "surrogateescape"))  # type: ignore
-        epoch = self.epoch
         for cb, name in calls:
             try:  # _call, inlined: a burst of background submissions comes here
                 cb(name, None)
@@ -1051,13 +1055,17 @@ class Session:
         self._finish_sub(sub, result, err)
 
     def _on_work_complete(self, pkt: Any) -> None:
-        # One copy of the body, split at its first NUL (the result keeps any
-        # of its own); too few NULs: the args as C split them.
-        parts = unpack(self._pkt_arg[0], pkt.body_len).split(b"\0", 1)
-        if len(parts) != 2:
-            self._terminal(pkt, unpack(pkt.arg[1], pkt.len[1]), None)
-            return
-        handle, result = parts
+        # A small body in one copy, split at its first NUL (the result keeps
+        # any of its own); too few NULs, or a large body: the args as C split
+        # them.
+        body_len = pkt.body_len
+        parts = unpack(self._pkt_arg[0], body_len).split(b"\0", 1) \
+            if body_len <= _ONE_COPY_MAX else []
+        if len(parts) == 2:
+            handle, result = parts
+        else:
+            arg, lens = self._pkt_arg, self._pkt_len
+            handle, result = unpack(arg[0], lens[0]), unpack(arg[1], lens[1])
         active = self._active
         sub = active.get(handle)
         # One submission on the handle: the fast path. (Not Attached rather
@@ -1356,16 +1364,19 @@ class Session:
         if not pending or pending[0] is not _MANAGED_GRAB:
             self._assigned(pkt, CMD.JOB_ASSIGN, "", 2)
             return
-        # One copy of the body, split at its first two NULs (the workload
-        # keeps any of its own): cheaper than three unpacks.
-        parts = unpack(self._pkt_arg[0], pkt.body_len).split(b"\0", 2)
-        if len(parts) != 3:  # too few NULs: _assigned reads the args as C split them
-            self._assigned(pkt, CMD.JOB_ASSIGN, "", 2)
-            return
+        # A small body in one copy, split at its first two NULs (the workload
+        # keeps any of its own): cheaper than three unpacks. Too few NULs, or
+        # a large body: the args as C split them (a payload copied once).
+        body_len = pkt.body_len
+        parts = unpack(self._pkt_arg[0], body_len).split(b"\0", 2) \
+            if body_len <= _ONE_COPY_MAX else []
+        if len(parts) != 3:
+            arg, lens = self._pkt_arg, self._pkt_len
+            parts = [unpack(arg[0], lens[0]), unpack(arg[1], lens[1]), unpack(arg[2], lens[2])]
         handle, function, workload = parts
         ability = self.abilities.get(function)
         if ability is None or ability.async_ or ability.callback is None:
-            self._assigned(pkt, CMD.JOB_ASSIGN, "", 2)
+            self._assigned(pkt, CMD.JOB_ASSIGN, "", 2, parts)
             return
         pending.popleft()
         self._grabs_out -= 1
@@ -1393,17 +1404,21 @@ class Session:
     def _on_job_assign_all(self, pkt: Any) -> None:
         self._assigned(pkt, CMD.JOB_ASSIGN_ALL, _text(pkt, 2), 4)
 
-    def _assigned(self, pkt: Any, cmd: int, unique: str, workload_arg: int) -> None:
+    def _assigned(self, pkt: Any, cmd: int, unique: str, workload_arg: int,
+                  parts: Optional[List[bytes]] = None) -> None:
+        """A JOB_ASSIGN*: ``parts`` (handle, function, workload) when the
+        caller copied them already."""
         pending = self._pending
         if pending and pending[0].kind in _ASSIGN_ANSWERS:  # _pop, inlined
             entry = pending.popleft()
         else:
             self._pop(cmd)
             return
-        arg, lens = self._pkt_arg, self._pkt_len
-        handle = unpack(arg[0], lens[0])
-        function = unpack(arg[1], lens[1])
-        workload = unpack(arg[workload_arg], lens[workload_arg])
+        if parts is None:
+            arg, lens = self._pkt_arg, self._pkt_len
+            parts = [unpack(arg[0], lens[0]), unpack(arg[1], lens[1]),
+                     unpack(arg[workload_arg], lens[workload_arg])]
+        handle, function, workload = parts
         if entry.kind == K_GRAB:  # grab_job(): the user runs it
             if entry.cb is not None:
                 self._call(entry.cb, self._make_job(self, handle, function, unique, workload,

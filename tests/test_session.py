@@ -524,3 +524,20 @@ def test_run_split_at_every_offset():
         s.feed(wire[cut:])
         assert out == [(i, f"H:{i}", None) for i in range(6)], cut
         assert log == []
+
+
+@pytest.mark.parametrize("size", [10, 2048, 2049, 100_000])
+def test_bodies_small_and_large_come_apart_the_same(size):
+    # Up to _ONE_COPY_MAX a body is copied whole and split in Python, above
+    # it argument by argument: the same handle, function, payload either way.
+    payload = (b"a\0" * size)[:size]
+    seen = []
+    s, _driver, log = working_session(lambda job: seen.append(job) or job.workload)
+    s.feed(res(CMD.JOB_ASSIGN, b"H:1", b"f", payload))
+    assert s.take_output() == req(CMD.WORK_COMPLETE, b"H:1", payload) + req(CMD.GRAB_JOB)
+    assert seen[0].workload == payload and log == []
+    client, _driver, log = new_session()
+    out = []
+    client.send3(CMD.SUBMIT_JOB, b"f", b"", b"w", sub(out, "fg"))
+    client.feed(res(CMD.JOB_CREATED, b"H:2") + res(CMD.WORK_COMPLETE, b"H:2", payload))
+    assert out == [("fg", payload, None)] and log == []
