@@ -1295,6 +1295,10 @@ class AsyncGearman(_Priorities, ConnectionSettings):
         self._work_done = done
         self._work_gen += 1
         self._barrier_passed = False
+        if s.state == DISCONNECTED:
+            # Ended for good already: no later drop or close would end this.
+            done.set_result(errors.DISCONNECTED)
+            return done
         s.work(None, limit, False)
         return done
 

@@ -18,6 +18,7 @@ import pytest
 from gearman_ev import ConnectionLost, GearmanError, ServerError, errors
 from gearman_ev._codec import write_pending
 from gearman_ev._routing import key_order
+from gearman_ev._session import DISCONNECTED
 from gearman_ev.aio import AsyncGearman, AsyncGearmanPool, JobEvent
 from gearman_ev.testing import LocalGearmand, free_port
 from tests.conftest import stop_server
@@ -554,4 +555,23 @@ def test_a_dropped_pool_is_freed_at_once(run, fname):
             assert [r() for r in refs] == [None, None, None]
         finally:
             gc.enable()
+    run(main())
+
+
+def test_work_ends_when_every_server_has_ended_for_good(run, own_gearmand, fname):
+    # One server refused from the start (no reconnect), then the other closed:
+    # work() raises ConnectionLost rather than waiting for ever.
+    async def main():
+        pool = AsyncGearmanPool([own_gearmand.address, f"127.0.0.1:{free_port()}"],
+                                reconnect=False, on_error=lambda err: None)
+        await bounded(pool.wait_connected())
+        await until(lambda: pool.servers[1]._session.state == DISCONNECTED, "the refusal")
+        pool.register_function(fname, lambda job: b"x")
+        task = asyncio.ensure_future(pool.work())
+        await asyncio.sleep(0.1)
+        assert not task.done()  # the live server serves
+        await pool.servers[0].close()
+        with pytest.raises(ConnectionLost):
+            await bounded(task)
+        await pool.close()
     run(main())
