@@ -138,19 +138,11 @@ class Gearman(ConnectionSettings):
         for name, cb in (("on_error", on_error), ("on_connect", on_connect),
                          ("on_disconnect", on_disconnect)):
             _args.callback(cb, name)
-        if ssl is not None:
+        context = None
+        if ssl is not None or server_hostname is not None:
             # TLS (and the ssl module, a few MiB) is loaded by those who use it.
             from . import _tls
-            context = _tls.client_context(ssl)
-        else:
-            context = None
-        if server_hostname is not None:
-            if not isinstance(server_hostname, str):
-                raise TypeError("server_hostname must be a str")
-            if not server_hostname:
-                raise ValueError("server_hostname must not be empty")
-            if context is None:
-                raise ValueError("server_hostname is only meaningful with ssl")
+            context = _tls.options(ssl, server_hostname)
         self._loop = loop
         self._priority = priority
         self._context = context

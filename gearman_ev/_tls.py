@@ -46,7 +46,7 @@ from ._codec import NULL, write_pending
 from ._ffi import ffi, lib
 from ._libev import LibevDriver
 
-__all__ = ["TLSDriver", "client_context", "reason", "handshake_error", "HANDSHAKE_EOF"]
+__all__ = ["TLSDriver", "client_context", "options", "reason", "handshake_error", "HANDSHAKE_EOF"]
 
 #: Plaintext taken from the codec per encryption step (16 TLS records).
 _CHUNK = 256 * 1024
@@ -73,6 +73,20 @@ def client_context(value: Union[bool, ssl.SSLContext]) -> Optional[ssl.SSLContex
     if value.protocol == ssl.PROTOCOL_TLS_SERVER:
         raise ValueError("ssl must be a client context (PROTOCOL_TLS_CLIENT), not a server one")
     return value
+
+
+def options(value: Any, server_hostname: Any) -> Optional[ssl.SSLContext]:
+    """``ssl=`` and ``server_hostname=`` as every front-end checks them: the
+    context to use (None: plain), or TypeError/ValueError before any I/O."""
+    context = None if value is None else client_context(value)
+    if server_hostname is not None:
+        if not isinstance(server_hostname, str):
+            raise TypeError("server_hostname must be a str")
+        if not server_hostname:
+            raise ValueError("server_hostname must not be empty")
+        if context is None:
+            raise ValueError("server_hostname is only meaningful with ssl")
+    return context
 
 
 def reason(exc: BaseException) -> str:

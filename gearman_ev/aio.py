@@ -841,14 +841,9 @@ class AsyncGearman(_Priorities, ConnectionSettings):
         if host is not None and path is not None:
             raise ValueError("cannot specify both 'host' and 'path'")
         _args.port(port)
-        if ssl is True:
-            ssl = _ssl.create_default_context()
-        elif ssl is False:
-            ssl = None
-        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
-            raise TypeError("ssl must be an ssl.SSLContext, True or None")
-        if server_hostname is not None and not isinstance(server_hostname, str):
-            raise TypeError("server_hostname must be a str")
+        if ssl is not None or server_hostname is not None:
+            from . import _tls  # the same checks as Gearman's (API.md 10, 15)
+            ssl = _tls.options(ssl, server_hostname)
         keepalive = _args.seconds("keepalive", keepalive)
         connect_timeout = _args.seconds("connect_timeout", connect_timeout)
         command_timeout = _args.seconds("command_timeout", command_timeout)

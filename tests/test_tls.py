@@ -485,3 +485,23 @@ def test_pool_over_tls(tls_gearmand, loop, new, fname):
     run_until(loop, lambda: errs, what="tls error")
     assert errs[0].startswith("tls: ")
     bad.disconnect()
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(ssl=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)), ValueError, "client context"),
+    (dict(ssl=True, server_hostname=""), ValueError, "must not be empty"),
+    (dict(server_hostname="x"), ValueError, "only meaningful with ssl"),
+    (dict(ssl="yes"), TypeError, "ssl must be"),
+    (dict(ssl=True, server_hostname=3), TypeError, "server_hostname must be a str"),
+], ids=["server-context", "empty-name", "name-without-ssl", "not-a-context", "name-not-str"])
+def test_tls_options_are_checked_alike_on_both_front_ends(loop, kw, exc, match):
+    import asyncio
+
+    from gearman_ev.aio import AsyncGearman
+    with pytest.raises(exc, match=match):
+        Gearman("127.0.0.1", 1, loop=loop, **kw)
+
+    async def make():
+        AsyncGearman("127.0.0.1", 1, **kw)
+    with pytest.raises(exc, match=match):
+        asyncio.run(make())
