@@ -242,11 +242,16 @@ class Gearman(ConnectionSettings):
             raise TypeError("path must be a str, bytes or os.PathLike")
         if not path or b"\0" in path:
             raise ValueError("path must be non-empty and hold no NUL")
+        self._check_unix_tls()
+        self._check().connect(("unix", path))
+
+    def _check_unix_tls(self) -> None:
+        """TLS over a Unix socket has no host name to check the certificate
+        against: ValueError unless ``server_hostname`` names one."""
         if self._context is not None and self._context.check_hostname \
                 and self._server_hostname is None:
             raise ValueError("ssl over a Unix socket needs server_hostname= (the name "
                              "the server's certificate is checked against)")
-        self._check().connect(("unix", path))
 
     def disconnect(self) -> None:
         """Close now: every pending callback gets ``"disconnected"``, then

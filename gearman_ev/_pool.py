@@ -139,6 +139,9 @@ class GearmanPool(PoolBase):
         self._router = Router([s.name for s in specs], [g._session for g in conns],
                               wait_timeout=conns[0].connect_timeout, now=loop.now,
                               set_deadline=set_deadline, call=self._call)
+        for g, spec in zip(conns, specs):  # every check before the first connect
+            if spec.address[0] == "unix":
+                g._check_unix_tls()
         for g, spec in zip(conns, specs):
             if spec.address[0] == "unix":
                 g.connect_unix(spec.address[1])

@@ -505,3 +505,25 @@ def test_tls_options_are_checked_alike_on_both_front_ends(loop, kw, exc, match):
         AsyncGearman("127.0.0.1", 1, **kw)
     with pytest.raises(exc, match=match):
         asyncio.run(make())
+
+
+def test_pool_refuses_tls_over_unix_without_a_name_before_any_connect(loop, tls_gearmand):
+    from gearman_ev import GearmanPool
+    accepted = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    try:
+        with pytest.raises(ValueError, match="needs server_hostname"):
+            GearmanPool([f"127.0.0.1:{listener.getsockname()[1]}", "unix:/tmp/nowhere.sock"],
+                        loop=loop, ssl=tls_gearmand.context())
+        loop.start(ev.EVRUN_NOWAIT)
+        time.sleep(0.05)
+        try:
+            accepted.append(listener.accept())
+        except BlockingIOError:
+            pass
+        assert accepted == []  # the TCP server was never connected to
+    finally:
+        for conn, _ in accepted:
+            conn.close()
+        listener.close()
