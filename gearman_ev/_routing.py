@@ -204,6 +204,14 @@ class Gather:
         return done
 
 
+def _one_part(go: Callable[[], None], fail: Callable[[str], None]) -> None:
+    """Send one part of a fan-out; a refusal at the send answers that part."""
+    try:
+        go()
+    except errors.GearmanError as exc:
+        fail(exc.err)
+
+
 class FirstKnown:
     """GET_STATUS of a handle no one remembers, asked of several servers:
     the first reply that knows it answers; if none does, the "unknown"
@@ -467,14 +475,27 @@ class Router:
     def to_server(self, i: int, go: Callable[[], None], fail: Callable[[str], None]) -> None:
         """One part of a fan-out to server i: ``go()`` if it is connected,
         after its first connect if it is making it, else
-        ``fail("disconnected")`` at once."""
+        ``fail("disconnected")`` at once. ``go`` sends one request: if the
+        server refuses it ("write buffer full"), ``fail`` answers the part."""
         s = self.sessions[i]
         if s.state == CONNECTED:
-            go()
+            _one_part(go, fail)
         elif s.state == CONNECTING and not self._down[i]:
             self._waiters[i].append((go, fail))
         else:
             fail(errors.DISCONNECTED)
+
+    def ask_each(self, up: Sequence[int], cmd: int, args: Tuple[Any, ...], kind: int,
+                 part: Callable[[int], Call]) -> None:
+        """The same request to each server in ``up``, server j's reply to
+        ``part(j)``; a server that refuses it ("write buffer full") answers
+        its part with that error, so that every part answers once."""
+        for j in up:
+            cb = part(j)
+            try:
+                self.sessions[j].send(cmd, args, Entry(kind, cb))
+            except errors.GearmanError as exc:
+                cb(None, exc.err)
 
     @property
     def parked_count(self) -> int:
@@ -487,8 +508,8 @@ class Router:
         i = self._index[id(session)]
         self._down[i] = False
         waiters, self._waiters[i] = self._waiters[i], []
-        for go, _ in waiters:
-            go()
+        for go, fail in waiters:
+            _one_part(go, fail)  # a refusal fails its own part, not the ones after it
         if self._parked and not self._release_due:
             self._release_due = True
             self._arm(self._now())

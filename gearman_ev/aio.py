@@ -1813,8 +1813,7 @@ class AsyncGearmanPool(_Priorities, PoolBase):
         def everywhere() -> None:
             up = [j for j, s in enumerate(router.sessions) if s.state == CONNECTED]
             ask = FirstKnown(up, reply, self._call, lambda j: router.remember(name, j))
-            for j in up:
-                router.sessions[j].send(CMD.GET_STATUS, (key,), Entry(K_STATUS, ask.part(j)))
+            router.ask_each(up, CMD.GET_STATUS, (key,), K_STATUS, ask.part)
 
         router.when_up(everywhere, lambda err: reply(None, err))
         return _reply(reply, self)

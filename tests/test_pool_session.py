@@ -248,3 +248,28 @@ def test_no_session_of_a_plain_connection_hands_anything_back():
     assert s._marks is None
     s.connection_lost("connection closed by server")
     assert log == [errors.DISCONNECTED]
+
+
+# ===== A fan-out where one server refuses (write buffer full) =====
+
+def test_fan_out_part_refused_by_a_full_server_answers_that_part_once():
+    from gearman_ev._routing import FirstKnown, Gather
+    farm = Farm()
+    b = farm.sessions[1]
+    b.high_water = 10
+    b.send3(CMD.SUBMIT_JOB_BG, b"f", b"", b"x" * 64, Entry(K_SUBMIT_BG, farm.cb("filler")))
+    # B holds more than high_water unsent (the memory driver writes nothing):
+    # its next request is refused at the send.
+    gather = Gather(NAMES, farm.cb("admin"), lambda f, *a: f(*a))
+    for i, s in enumerate(farm.sessions):
+        part = gather.part(i)
+        farm.router.to_server(
+            i, lambda s=s, part=part: s.send(CMD.ECHO_REQ, (b"v",), Entry(K_ECHO, part)),
+            lambda err, part=part: part(None, err))
+    ask = FirstKnown([0, 1], farm.cb("status"), lambda f, *a: f(*a), lambda j: None)
+    farm.router.ask_each([0, 1], CMD.GET_STATUS, (b"H:1",), K_STATUS, ask.part)
+    assert farm.log == []  # A's parts still wait for A's replies
+    farm.sessions[0].feed(res(17, b"v") + res(20, b"H:1", b"0", b"0", b"0", b"0"))
+    assert farm.log == [
+        ("admin", {NAMES[0]: b"v", NAMES[1]: None}, errors.WRITE_BUFFER_FULL),
+        ("status", None, errors.WRITE_BUFFER_FULL)]
