@@ -426,6 +426,18 @@ class GearmanPool(PoolBase):
             raise ValueError("size must be >= 0")
         self.admin(b"maxqueue " + name + b" " + str(size).encode(), cb)
 
+    def shutdown_server(self, graceful: bool = False, cb: Callback = None) -> None:
+        """``shutdown [graceful]`` on every server: ``cb({spec: text}, err)``
+        (gearmand >= 1.1.15 answers ERR UNKNOWN_COMMAND)."""
+        self.admin("shutdown graceful" if graceful else "shutdown", cb)
+
+    def all_yours(self, cb: Callback = None) -> None:
+        """ALL_YOURS on every server: ``cb({spec: True or None}, err)``
+        (gearmand 1.1 refuses it: ``INVALID_COMMAND``)."""
+        _args.callback(cb)
+        self._check()
+        self._each(lambda g, part: g.all_yours(part), cb)
+
     # ===== Worker (API.md 6 and 11: every server) =====
 
     def register_function(self, name: Name, callback: Callable[[Job], Any], *,

@@ -1905,6 +1905,19 @@ class AsyncGearmanPool(_Priorities, PoolBase):
         """``maxqueue FUNC SIZE`` on every server: ``{spec: "OK"}``."""
         return self.admin(_args.maxqueue_command(func, size))
 
+    def shutdown_server(self, graceful: bool = False) -> Coroutine[Any, Any, Dict[str, str]]:
+        """``shutdown [graceful]`` on every server: ``{spec: text}``
+        (gearmand >= 1.1.15 answers ERR UNKNOWN_COMMAND). Raises as ``admin``."""
+        return self.admin("shutdown graceful" if graceful else "shutdown")
+
+    def all_yours(self) -> Coroutine[Any, Any, Dict[str, Any]]:
+        """ALL_YOURS on every server: ``{spec: True}``; gearmand 1.1 refuses
+        it (ServerError ``INVALID_COMMAND``). Raises as ``admin``."""
+        self._check()
+        reply = Reply()
+        self._each(lambda s, part: s.all_yours(part), reply)
+        return self._gathered(reply)
+
     # ===== Worker (API.md 6, 10 and 11: every server) =====
 
     def register_function(self, name: Name, func: Callable[[Job], Any], *,

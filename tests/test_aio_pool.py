@@ -575,3 +575,20 @@ def test_work_ends_when_every_server_has_ended_for_good(run, own_gearmand, fname
             await bounded(task)
         await pool.close()
     run(main())
+
+
+def test_shutdown_server_and_all_yours_on_every_server(run, farm):
+    async def main():
+        pool = pool_of(farm)
+        await all_up(pool)
+        with pytest.raises(ServerError) as refused:
+            await bounded(pool.shutdown_server())
+        assert refused.value.err.startswith("ERR UNKNOWN_COMMAND ")
+        assert refused.value.results == {n: None for n in pool.server_names}
+        with pytest.raises(ServerError) as refused:
+            await bounded(pool.all_yours())
+        assert refused.value.err.startswith("INVALID_COMMAND")
+        assert refused.value.results == {n: None for n in pool.server_names}
+        assert await bounded(pool.echo(b"alive")) == b"alive"
+        await pool.close()
+    run(main())

@@ -544,3 +544,17 @@ def test_a_dropped_pool_is_freed_at_once_and_fails_what_waited(loop, fname):
     finally:
         gc.enable()
     assert out == [errors.DISCONNECTED]
+
+
+def test_shutdown_server_and_all_yours_on_every_server(loop, farm, pools):
+    # The single connection's admin calls, one reply per server (API.md 11):
+    # gearmand 1.1.20 refuses both, and says so for each server.
+    pool = pools(farm, reconnect_delay=0.05)
+    all_up(loop, pool)
+    texts, err = ask(loop, pool.shutdown_server, True)
+    assert texts == {n: None for n in pool.server_names}
+    assert err.startswith("ERR UNKNOWN_COMMAND ") and err.endswith("shutdown")
+    yours, err = ask(loop, pool.all_yours)
+    assert yours == {n: None for n in pool.server_names}
+    assert err.startswith("INVALID_COMMAND")
+    assert ask(loop, pool.echo, b"alive") == (b"alive", None)
