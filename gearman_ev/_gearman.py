@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import ssl as _ssl  # the parameter is called ssl
 
 from . import _args, _session, errors, ev
-from ._codec import CMD, MAX_PACKET, NULL, read_capacity, write_capacity
+from ._codec import CMD, NULL, read_capacity, write_capacity
 from ._job import Job
 from ._settings import ConnectionSettings
 from ._libev import LibevDriver
@@ -346,8 +346,6 @@ class Gearman(ConnectionSettings):
             _args.callback(on_status, "on_status")
             _args.callback(on_exception, "on_exception")
         seconds = _args.timeout(timeout) if timeout is not None else 0.0
-        if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
-            _args.check_size(fname, ukey, load)  # raises the ValueError
         s = self._hot()
         sub = Submission(cb, on_data, on_warning, on_status, on_exception, bool(ukey))
         s.send3(cmd, fname, ukey, load, sub)
@@ -411,9 +409,7 @@ class Gearman(ConnectionSettings):
         ukey = _args.unique(unique)
         load = _args.payload(workload, "workload")
         _args.callback(cb)
-        if epoch is None:
-            if len(fname) + len(ukey) + len(load) + 2 > MAX_PACKET:
-                _args.check_size(fname, ukey, load)  # raises the ValueError
+        if epoch is None:  # send3 checks the size
             self._hot().send3(cmd, fname, ukey, load, Entry(K_SUBMIT_BG, cb))
             return
         args = (fname, ukey, epoch, load)
